@@ -1,0 +1,44 @@
+"""orcjit: build JIT compilers out of composable layers.
+
+The everyday API is :class:`JIT`; layers, resolvers, memory managers and
+executors for people building their own JITs are in :mod:`orcjit.layers`,
+:mod:`orcjit.symbols`, :mod:`orcjit.link` and :mod:`orcjit.executor`.
+"""
+
+from .errors import (
+    CompileError,
+    DuplicateDefinitionError,
+    ExecutorError,
+    InvalidIRError,
+    InvalidObjectError,
+    JITError,
+    LinkError,
+    RelocationOverflowError,
+    SignatureError,
+    UnresolvedSymbolsError,
+    UnsupportedError,
+)
+from .jits import JIT
+from .layers.base import Handle
+from .symbols import JITSymbol, JITSymbolFlags
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JIT",
+    "Handle",
+    "JITSymbol",
+    "JITSymbolFlags",
+    "JITError",
+    "InvalidIRError",
+    "InvalidObjectError",
+    "UnsupportedError",
+    "LinkError",
+    "UnresolvedSymbolsError",
+    "DuplicateDefinitionError",
+    "RelocationOverflowError",
+    "CompileError",
+    "ExecutorError",
+    "SignatureError",
+    "__version__",
+]

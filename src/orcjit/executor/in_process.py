@@ -1,0 +1,189 @@
+"""The in-process executor: JIT'd code runs in this Python process.
+
+Memory is a memfd mapped twice: a *target view* whose pages get their final
+protection (RX, R or RW) and a *write view* that is always RW and never
+executable. No mapping is ever writable and executable at once, code can
+be patched later (stubs) without flipping protections, and freed ranges
+are punched out of the memfd so their memory goes back to the system.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ExecutorError
+from .base import ActionCall, Executor, FinalizeRequest, Protection
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                  ctypes.c_int, ctypes.c_long]
+_munmap = _libc.munmap
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_mprotect = _libc.mprotect
+_mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_fallocate = _libc.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+_dlopen = _libc.dlopen
+_dlopen.restype = ctypes.c_void_p
+_dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_dlsym = _libc.dlsym
+_dlsym.restype = ctypes.c_void_p
+_dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_dlerror = _libc.dlerror
+_dlerror.restype = ctypes.c_char_p
+
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
+_PROT_NONE = 0
+_RTLD_NOW, _RTLD_GLOBAL = 0x2, 0x100
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise ExecutorError(f"{what} failed: {os.strerror(err)}")
+
+
+@dataclass(slots=True)
+class _Reservation:
+    base: int
+    size: int
+    fd: int
+    write_view: int
+
+
+@dataclass(slots=True)
+class _Initialized:
+    ranges: list[tuple[int, int]]
+    deallocate: list[ActionCall]
+
+
+class InProcessExecutor(Executor):
+    """Runs JIT'd code in this process (the default executor)."""
+
+    def __init__(self) -> None:
+        self.page_size = mmap.PAGESIZE
+        self._reservations: list[_Reservation] = []
+        self._initialized: dict[int, _Initialized] = {}
+        self._lock = threading.Lock()
+        self._call_cache: dict[int, type] = {}
+
+    # -- memory ----------------------------------------------------------
+    def reserve(self, size: int) -> int:
+        size = -(-size // self.page_size) * self.page_size
+        fd = os.memfd_create("orcjit", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            target = _mmap(None, size, _PROT_NONE, mmap.MAP_SHARED, fd, 0)
+            if target in (None, _MAP_FAILED):
+                raise ExecutorError(f"cannot reserve {size} bytes: "
+                                    f"{os.strerror(ctypes.get_errno())}")
+            write = _mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+            if write in (None, _MAP_FAILED):
+                _munmap(target, size)
+                raise ExecutorError(f"cannot map a write view: {os.strerror(ctypes.get_errno())}")
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._lock:
+            self._reservations.append(_Reservation(target, size, fd, write))
+        return target
+
+    def _reservation(self, address: int, size: int) -> _Reservation:
+        for r in self._reservations:
+            if r.base <= address and address + size <= r.base + r.size:
+                return r
+        raise ExecutorError(f"[{address:#x}, +{size:#x}) is not in reserved JIT memory")
+
+    def initialize(self, request: FinalizeRequest) -> int:
+        ranges = []
+        for seg in request.segments:
+            r = self._reservation(seg.address, seg.size)
+            n = len(seg.content)
+            if n > seg.size:
+                raise ExecutorError("segment content larger than the segment")
+            dest = r.write_view + (seg.address - r.base)
+            ctypes.memmove(dest, bytes(seg.content), n)
+            ctypes.memset(dest + n, 0, seg.size - n)
+            span = -(-seg.size // self.page_size) * self.page_size
+            _check(_mprotect(seg.address, span, int(seg.protection)), "mprotect")
+            ranges.append((seg.address, span))
+        deallocate = []
+        for finalize, undo in request.actions:
+            self.call(finalize)
+            if undo is not None:
+                deallocate.append(undo)
+        key = min((a for a, _ in ranges), default=0)
+        with self._lock:
+            self._initialized[key] = _Initialized(ranges, deallocate)
+        return key
+
+    def deinitialize(self, key: int) -> None:
+        with self._lock:
+            state = self._initialized.pop(key, None)
+        if state is None:
+            raise ExecutorError(f"no initialized allocation at {key:#x}")
+        for action in reversed(state.deallocate):
+            self.call(action)
+        for address, span in state.ranges:
+            r = self._reservation(address, span)
+            _check(_mprotect(address, span, _PROT_NONE), "mprotect")
+            _check(_fallocate(r.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
+                              address - r.base, span), "fallocate")
+
+    def release(self, base: int) -> None:
+        with self._lock:
+            for i, r in enumerate(self._reservations):
+                if r.base == base:
+                    del self._reservations[i]
+                    break
+            else:
+                raise ExecutorError(f"no reservation at {base:#x}")
+        _munmap(r.write_view, r.size)
+        _munmap(r.base, r.size)
+        os.close(r.fd)
+
+    def write(self, address: int, data: bytes) -> None:
+        r = self._reservation(address, len(data))
+        ctypes.memmove(r.write_view + (address - r.base), data, len(data))
+
+    def read(self, address: int, size: int) -> bytes:
+        r = self._reservation(address, size)
+        return ctypes.string_at(r.write_view + (address - r.base), size)
+
+    # -- symbols ---------------------------------------------------------
+    def load_library(self, path: str | None) -> int:
+        handle = _dlopen(None if path is None else os.fsencode(path), _RTLD_NOW | _RTLD_GLOBAL)
+        if not handle:
+            message = _dlerror()
+            raise ExecutorError(f"cannot load library {path}: "
+                                f"{message.decode(errors='replace') if message else 'dlopen failed'}")
+        return handle
+
+    def lookup(self, handle: int, name: str) -> int:
+        return _dlsym(handle, name.encode()) or 0
+
+    # -- calls -----------------------------------------------------------
+    def call(self, call: ActionCall) -> int:
+        prototype = self._call_cache.get(len(call.args))
+        if prototype is None:
+            prototype = ctypes.CFUNCTYPE(ctypes.c_uint64, *[ctypes.c_uint64] * len(call.args))
+            self._call_cache[len(call.args)] = prototype
+        return prototype(call.function)(*call.args)
+
+    def run_as_main(self, address: int, argv: Sequence[str]) -> int:
+        args = [os.fsencode(a) for a in argv]
+        c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+        main = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p))(address)
+        return main(len(args), c_argv)
+
+    def close(self) -> None:
+        for r in list(self._reservations):
+            self.release(r.base)

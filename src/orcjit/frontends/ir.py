@@ -1,0 +1,89 @@
+"""LLVM IR in any form -> a verified llvmlite ``ModuleRef`` for the host.
+
+Accepts IR text (``str`` or UTF-8 ``bytes``), bitcode (``bytes``, raw or
+wrapped), an ``llvmlite.ir.Module`` and an ``llvmlite.binding.ModuleRef``.
+A module without a target triple or data layout gets the target machine's.
+LLVM's complaints become :class:`~orcjit.errors.InvalidIRError` carrying
+LLVM's message; nothing is printed to stderr.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import llvmlite.binding as llvm
+
+from ..errors import InvalidIRError
+
+_BITCODE_MAGICS = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def initialize_llvm() -> None:
+    """Initialise the native target once (idempotent, thread-safe)."""
+    global _initialized
+    with _init_lock:
+        if not _initialized:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            llvm.initialize_native_asmparser()
+            _initialized = True
+
+
+IRSource = str | bytes | bytearray | memoryview | Any   # llvmlite.ir.Module, ModuleRef
+
+
+def is_bitcode(data: bytes | bytearray | memoryview) -> bool:
+    return bytes(data[:4]) in _BITCODE_MAGICS
+
+
+def parse_ir(source: IRSource, name: str | None = None) -> llvm.ModuleRef:
+    """Parse IR in any accepted form and verify it; raises InvalidIRError."""
+    initialize_llvm()
+    if isinstance(source, llvm.ModuleRef):
+        module = source
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            if is_bitcode(source):
+                try:
+                    module = llvm.parse_bitcode(bytes(source), context=llvm.create_context())
+                except RuntimeError as e:
+                    raise InvalidIRError(f"invalid bitcode: {e}") from None
+                return _checked(module, name)
+            try:
+                source = bytes(source).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidIRError("input is neither LLVM bitcode nor UTF-8 IR text") from None
+        elif not isinstance(source, str):
+            if type(source).__module__.startswith("llvmlite.ir"):
+                source = str(source)
+            else:
+                raise InvalidIRError(
+                    f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
+                    "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
+        try:
+            module = llvm.parse_assembly(source, context=llvm.create_context())
+        except RuntimeError as e:
+            raise InvalidIRError(str(e).strip()) from None
+    return _checked(module, name)
+
+
+def _checked(module: llvm.ModuleRef, name: str | None) -> llvm.ModuleRef:
+    try:
+        module.verify()
+    except RuntimeError as e:
+        raise InvalidIRError(f"IR does not verify: {str(e).strip()}") from None
+    if name:
+        module.name = name
+    return module
+
+
+def prepare_for_target(module: llvm.ModuleRef, target_machine: llvm.TargetMachine) -> None:
+    """Fill in a missing triple and data layout from the target machine."""
+    if not module.triple:
+        module.triple = target_machine.triple
+    if not module.data_layout:
+        module.data_layout = str(target_machine.target_data)

@@ -1,0 +1,174 @@
+"""Ready-made compositions of the layers.
+
+:class:`JIT` is the eager JIT for people who do not want to stack layers.
+Read its constructor as the recipe::
+
+    executor  = InProcessExecutor()
+    linker    = ObjectLinkingLayer(executor, resolver=user defs -> libraries -> process)
+    compiler  = IRCompileLayer(linker, SimpleCompiler(target_machine))
+    optimizer = IRTransformLayer(compiler, optimization_pipeline(target_machine, opt_level))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import JITError
+from .executor.base import Executor
+from .executor.in_process import InProcessExecutor
+from .frontends.ir import IRSource, parse_ir
+from .layers.base import Handle
+from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
+from .layers.object_linking import ObjectLinkingLayer
+from .layers.transform import IRTransformLayer, optimization_pipeline
+from .signatures import to_prototype
+from .symbols import ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver
+
+
+class JIT:
+    """An eager JIT: IR in, ready-to-call functions out.
+
+    >>> with JIT() as jit:
+    ...     jit.add_ir("define i32 @add(i32 %a, i32 %b) { %s = add i32 %a, %b ret i32 %s }")
+    ...     jit.lookup("add", "int(int, int)")(2, 3)
+    5
+    """
+
+    def __init__(self, *, opt_level: int = 2, triple: str | None = None, cpu: str | None = None,
+                 features: str | None = None, code_model: str = "small",
+                 reloc_model: str = "pic", executor: Executor | None = None,
+                 process_symbols: bool = True):
+        self.executor = executor or InProcessExecutor()
+        self.definitions = DefinitionsResolver()
+        self.libraries = LibraryResolver(self.executor)
+        resolvers = [self.definitions, self.libraries]
+        if process_symbols:
+            resolvers.append(ProcessResolver(self.executor))
+        self.target_machine = create_target_machine(triple, cpu, features, opt_level,
+                                                    code_model, reloc_model)
+        self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
+        self.compiler = IRCompileLayer(self.linker, SimpleCompiler(self.target_machine))
+        self.optimizer = IRTransformLayer(self.compiler,
+                                          optimization_pipeline(self.target_machine, opt_level))
+        self.opt_level = opt_level
+        self._parse_seconds = 0.0
+        self._add_seconds = 0.0
+        self._closed = False
+
+    # -- adding code ------------------------------------------------------------
+    def add_ir(self, source: IRSource, name: str | None = None) -> Handle:
+        """Compile and link a module (text, bitcode, llvmlite module); returns its handle.
+
+        Linking happens now, so errors (invalid IR, unresolved or duplicate
+        symbols) surface here and leave the JIT exactly as it was.
+        """
+        self._check_open()
+        start = time.perf_counter()
+        module = parse_ir(source, name)
+        self._parse_seconds += time.perf_counter() - start
+        try:
+            handle = self.optimizer.add_module_set([module])
+            self._emit(handle)
+        finally:
+            self._add_seconds += time.perf_counter() - start
+        return handle
+
+    def add_object(self, data: bytes, name: str | None = None) -> Handle:
+        """Link a relocatable ELF object; returns its handle."""
+        self._check_open()
+        start = time.perf_counter()
+        try:
+            handle = self.linker.add_object_set([bytes(data)], names=[name or "<object>"])
+            self._emit(handle)
+        finally:
+            self._add_seconds += time.perf_counter() - start
+        return handle
+
+    def _emit(self, handle: Handle) -> None:
+        try:
+            self.linker.emit(handle)
+        except BaseException:
+            self.linker.remove_object_set(handle)
+            raise
+
+    def remove(self, handle: Handle) -> None:
+        """Run the set's destructors and free all its memory."""
+        self._check_open()
+        self.linker.remove_object_set(handle)
+
+    # -- symbols ------------------------------------------------------------------
+    def address(self, name: str) -> int:
+        """Address of a JIT'd symbol, or 0 if none is defined."""
+        self._check_open()
+        return self.linker.get_symbol_address(name, exported_symbols_only=False)
+
+    def lookup(self, name: str, signature: str | type) -> Callable[..., Any]:
+        """A ctypes callable for a JIT'd function; raises JITError if it is not defined."""
+        address = self.address(name)
+        if not address:
+            raise JITError(f"symbol {name!r} is not defined in this JIT")
+        function = to_prototype(signature)(address)
+        function.__name__ = name
+        return function
+
+    def define(self, name: str, target: int | Callable[..., Any],
+               signature: str | type | None = None) -> int:
+        """Make ``name`` resolve to an address or a Python callable (needs a signature)."""
+        self._check_open()
+        return self.definitions.define(name, target, signature)
+
+    def load_library(self, path: str) -> None:
+        """Let JIT'd code use a shared library's symbols (searched before the process)."""
+        self._check_open()
+        try:
+            self.libraries.load(path)
+        except JITError:
+            raise
+        except OSError as e:
+            raise JITError(f"cannot load library {path}: {e}") from None
+
+    def run_main(self, argv: Sequence[str] = ("main",), entry: str = "main") -> int:
+        """Call ``int main(int argc, char **argv)`` and return its result."""
+        address = self.address(entry)
+        if not address:
+            raise JITError(f"no {entry!r} function to run")
+        return self.executor.run_as_main(address, list(argv))
+
+    # -- statistics ---------------------------------------------------------------
+    def stats(self) -> dict[str, float | int]:
+        """Where the time went, in seconds, plus counts."""
+        parse = self._parse_seconds
+        optimize = self.optimizer.transform_seconds
+        codegen = self.compiler.codegen_seconds
+        link = self.linker.link_seconds
+        return {
+            "parse_seconds": parse,
+            "optimize_seconds": optimize,
+            "codegen_seconds": codegen,
+            "link_seconds": link,
+            "overhead_seconds": max(0.0, self._add_seconds - parse - optimize - codegen - link),
+            "total_seconds": self._add_seconds,
+            "functions_compiled": self.compiler.functions_compiled,
+            "objects_linked": self.linker.objects_linked,
+            "relocations_applied": self.linker.relocations_applied,
+        }
+
+    # -- lifetime -----------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JITError("this JIT is closed")
+
+    def close(self) -> None:
+        """Remove every set (running destructors) and release JIT memory."""
+        if not self._closed:
+            self._closed = True
+            self.linker.close()
+            self.executor.close()
+
+    def __enter__(self) -> JIT:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,10 @@
+"""The layers: each takes a set of modules (or objects) and hands it down."""
+
+from .base import ForwardingLayer, Handle, Layer
+from .compile import IRCompileLayer, SimpleCompiler, create_target_machine
+from .object_linking import ObjectLinkingLayer
+from .transform import IRTransformLayer, optimization_pipeline
+
+__all__ = ["Layer", "ForwardingLayer", "Handle", "IRCompileLayer", "SimpleCompiler",
+           "create_target_machine", "ObjectLinkingLayer", "IRTransformLayer",
+           "optimization_pipeline"]

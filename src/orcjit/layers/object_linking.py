@@ -1,0 +1,254 @@
+"""ObjectLinkingLayer: relocatable objects in, linked memory out.
+
+The layer is a "logical dylib": every set it holds sees the others'
+definitions first, then its resolver. Adding a set parses and checks it and
+registers its definitions (so duplicates fail at once and leave nothing
+behind); linking happens when an address is first asked for (or at
+``emit``), together with every pending set the first one needs, so sets may
+refer to each other in any order. Unresolved symbols are found before
+anything is allocated: the sets stay pending and can link once the names
+are defined. A set whose link fails later (an overflowing relocation) has
+its memory freed and only accepts removal.
+
+Precedence of definitions across sets: a strong definition beats weak and
+COMMON ones, otherwise the first one added wins; two strong definitions
+are an error. COMDAT groups already provided by a set are dropped from
+later ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from ..arch import x86_64
+from ..errors import DuplicateDefinitionError, JITError, UnresolvedSymbolsError
+from ..executor.base import Executor
+from ..executor.in_process import InProcessExecutor
+from ..link.elf import parse_object
+from ..link.graph import build_graph
+from ..link.linker import STRONG, Binding, Definition, LinkedSet, State
+from ..link.memory import MemoryPool, SetMemoryManager
+from ..runtime.platform import Platform
+from ..symbols import ChainResolver, JITSymbol, JITSymbolFlags, ProcessResolver, SymbolResolver
+from .base import Handle, Layer
+
+
+class ObjectLinkingLayer(Layer):
+    """Links ELF relocatable objects into executor memory with our own linker."""
+
+    def __init__(self, executor: Executor | None = None, resolver: SymbolResolver | None = None,
+                 memory_pool: MemoryPool | None = None, arch: ModuleType = x86_64,
+                 platform: Platform | None = None):
+        self.executor = executor or InProcessExecutor()
+        self.memory_pool = memory_pool or MemoryPool(self.executor)
+        self.resolver = resolver if resolver is not None else ChainResolver(
+            ProcessResolver(self.executor))
+        self.arch = arch
+        self.platform = platform or Platform(self.executor)
+        self._sets: dict[Handle, LinkedSet] = {}
+        self._candidates: dict[str, list[Definition]] = {}
+        self._comdats: dict[str, LinkedSet] = {}
+        self._lock = threading.RLock()
+        self.link_seconds = 0.0
+        self.objects_linked = 0
+        self.relocations_applied = 0
+
+    # -- adding ----------------------------------------------------------------
+    def add_object_set(self, objects: Sequence[bytes], memory_manager: SetMemoryManager | None = None,
+                       resolver: SymbolResolver | None = None,
+                       names: Sequence[str] | None = None) -> Handle:
+        """Parse, check and register a set of objects; linking waits for a lookup."""
+        start = time.perf_counter()
+        parsed = [parse_object(data) for data in objects]
+        with self._lock:
+            claimed: set[str] = set()
+
+            def keep_comdat(signature: str) -> bool:
+                if signature in self._comdats or signature in claimed:
+                    return False
+                claimed.add(signature)
+                return True
+
+            graphs = [build_graph(obj, self.arch, names[i] if names else f"<object {i}>",
+                                  keep_comdat) for i, obj in enumerate(parsed)]
+            linked = LinkedSet(graphs, memory_manager or self.memory_pool.create_memory_manager(),
+                               resolver or self.resolver)
+            linked.collect_definitions()
+            self._check_duplicates(linked)
+            handle = Handle()
+            self._sets[handle] = linked
+            for name, definition in linked.definitions.items():
+                self._candidates.setdefault(name, []).append(definition)
+            for signature in claimed:
+                self._comdats[signature] = linked
+        self.link_seconds += time.perf_counter() - start
+        return handle
+
+    add_module_set = add_object_set
+
+    def _check_duplicates(self, linked: LinkedSet) -> None:
+        clashes = [name for name, d in linked.definitions.items() if d.strength == STRONG
+                   and any(c.strength == STRONG for c in self._candidates.get(name, ()))]
+        if clashes:
+            raise DuplicateDefinitionError(clashes)
+
+    # -- symbol table ------------------------------------------------------------
+    def _winner(self, name: str) -> Definition | None:
+        candidates = self._candidates.get(name)
+        if not candidates:
+            return None
+        best = candidates[0]
+        for candidate in candidates[1:]:
+            if candidate.strength > best.strength:
+                best = candidate
+        return best
+
+    def _symbol(self, definition: Definition) -> JITSymbol:
+        if definition.owner.state is State.FINALIZED:
+            return JITSymbol(definition.address, definition.flags)
+        return JITSymbol(lambda: self._address_after_link(definition), definition.flags)
+
+    def _address_after_link(self, definition: Definition) -> int:
+        with self._lock:
+            if definition.owner.state is State.REMOVED:
+                return 0
+            self._materialize(definition.owner)
+            return definition.address
+
+    def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
+        with self._lock:
+            definition = self._winner(name)
+            if definition is None or (exported_symbols_only
+                                      and not definition.flags & JITSymbolFlags.EXPORTED):
+                return None
+            return self._symbol(definition)
+
+    def find_symbol_in(self, handle: Handle, name: str,
+                       exported_symbols_only: bool = True) -> JITSymbol | None:
+        with self._lock:
+            linked = self._sets.get(handle)
+            definition = linked.definitions.get(name) if linked else None
+            if definition is None or (exported_symbols_only
+                                      and not definition.flags & JITSymbolFlags.EXPORTED):
+                return None
+            return self._symbol(definition)
+
+    def defined_names(self, handle: Handle) -> list[str]:
+        """Global names one set defines."""
+        return list(self._sets[handle].definitions)
+
+    # -- linking -------------------------------------------------------------------
+    def emit(self, handle: Handle) -> None:
+        """Link and finalise a set (and any pending set it needs) now."""
+        with self._lock:
+            linked = self._sets.get(handle)
+            if linked is None:
+                raise JITError(f"unknown or removed handle {handle!r}")
+            self._materialize(linked)
+
+    def _materialize(self, root: LinkedSet) -> None:
+        if root.state is State.FINALIZED:
+            return
+        if root.state is State.FAILED:
+            raise root.error  # type: ignore[misc]
+        start = time.perf_counter()
+        closure, bindings = self._bind_closure(root)
+        linked_so_far: list[LinkedSet] = []
+        try:
+            for linked in closure:
+                linked_so_far.append(linked)
+                linked.link(bindings[id(linked)], self._out_of_reach)
+            frames = self.platform.frames
+            for linked in closure:
+                linked.finalize(frames.register_address, frames.deregister_address)
+        except BaseException as error:
+            for linked in linked_so_far:
+                linked.release_memory()
+                linked.state, linked.error = State.FAILED, error
+            raise
+        finally:
+            self.link_seconds += time.perf_counter() - start
+        for linked in closure:
+            self.objects_linked += len(linked.graphs)
+            self.relocations_applied += linked.relocation_count
+        for linked in closure:
+            self.platform.run_initializers(linked.initializers)
+
+    def _out_of_reach(self, address: int) -> bool:
+        return not self.memory_pool.contains(address)
+
+    def _bind_closure(self, root: LinkedSet) -> tuple[list[LinkedSet], dict[int, dict[str, Binding]]]:
+        """Bind every name of ``root`` and of the pending sets it reaches."""
+        closure: list[LinkedSet] = []
+        bindings: dict[int, dict[str, Binding]] = {}
+        missing: set[str] = set()
+        stack = [root]
+        seen = {id(root)}
+        while stack:
+            linked = stack.pop()
+            closure.append(linked)
+            resolver = linked.resolver
+            weak = linked.weak_references()
+            table: dict[str, Binding] = {}
+            for name in linked.referenced_names():
+                definition = self._winner(name)
+                if definition is not None:
+                    table[name] = definition
+                    owner = definition.owner
+                    if owner.state is State.PENDING and id(owner) not in seen:
+                        seen.add(id(owner))
+                        stack.append(owner)
+                    elif owner.state is State.FAILED:
+                        raise owner.error  # type: ignore[misc]
+                    continue
+                address = self.platform.lookup(name)
+                if address is None:
+                    address = resolver.lookup(name)
+                if address is None:
+                    if name not in weak:
+                        missing.add(name)
+                    address = 0
+                table[name] = address
+            bindings[id(linked)] = table
+        if missing:
+            raise UnresolvedSymbolsError(missing)
+        order = {id(s): i for i, s in enumerate(self._sets.values())}
+        closure.sort(key=lambda s: order[id(s)])
+        return closure, bindings
+
+    # -- removal -----------------------------------------------------------------
+    def remove_object_set(self, handle: Handle) -> None:
+        """Run the set's destructors, deregister its frames, free its memory."""
+        with self._lock:
+            linked = self._sets.pop(handle, None)
+            if linked is None:
+                raise JITError(f"unknown or already removed handle {handle!r}")
+            try:
+                if linked.state is State.FINALIZED:
+                    self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
+            finally:
+                for name, definition in linked.definitions.items():
+                    candidates = self._candidates[name]
+                    candidates.remove(definition)
+                    if not candidates:
+                        del self._candidates[name]
+                for signature in [s for s, owner in self._comdats.items() if owner is linked]:
+                    del self._comdats[signature]
+                linked.release_memory()
+                linked.state = State.REMOVED
+
+    remove_module_set = remove_object_set
+
+    def handles(self) -> list[Handle]:
+        return list(self._sets)
+
+    def close(self) -> None:
+        """Remove every set (destructors run, latest set first) and free the pool."""
+        with self._lock:
+            for handle in reversed(list(self._sets)):
+                self.remove_object_set(handle)
+            self.platform.close()
+            self.memory_pool.close()

@@ -1,0 +1,52 @@
+"""IRTransformLayer: apply a transform to every module before the layer below.
+
+A transform is any callable ``module -> module`` (it may change the module
+in place and return it). :func:`optimization_pipeline` builds the standard
+-O0..-O3 pipelines through llvmlite's new pass manager.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import llvmlite.binding as llvm
+
+from ..symbols import SymbolResolver
+from .base import ForwardingLayer, Handle, Layer
+
+
+def optimization_pipeline(target_machine: llvm.TargetMachine, level: int = 2) -> Callable[[llvm.ModuleRef], llvm.ModuleRef]:
+    """The default module pipeline at ``-O<level>`` for ``target_machine``."""
+    if not 0 <= level <= 3:
+        raise ValueError(f"optimisation level must be 0..3, not {level!r}")
+    lock = threading.Lock()
+    tuning = llvm.create_pipeline_tuning_options(speed_level=level)
+    builder = llvm.create_pass_builder(target_machine, tuning)
+    manager = builder.getModulePassManager()
+
+    def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
+        with lock:
+            manager.run(module, builder)
+        return module
+
+    optimize.level = level  # type: ignore[attr-defined]
+    return optimize
+
+
+class IRTransformLayer(ForwardingLayer):
+    """Runs ``transform`` on each module, then adds the set to ``base``."""
+
+    def __init__(self, base: Layer, transform: Callable[[Any], Any]):
+        super().__init__(base)
+        self.transform = transform
+        self.transform_seconds = 0.0
+
+    def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
+                       resolver: SymbolResolver | None = None) -> Handle:
+        start = time.perf_counter()
+        transformed = [self.transform(m) for m in modules]
+        self.transform_seconds += time.perf_counter() - start
+        return self.base.add_module_set(transformed, memory_manager, resolver)

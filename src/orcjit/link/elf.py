@@ -1,0 +1,303 @@
+"""Reader for ELF64 little-endian relocatable objects (``ET_REL``).
+
+It turns the bytes of an object into plain tables -- sections, symbols,
+RELA relocations, section groups -- and checks every offset, size and index
+against the buffer before anything is built from it, so a malformed object
+raises :class:`~orcjit.errors.InvalidObjectError` and never makes the linker
+read or write out of bounds. Tables are unpacked with ``struct.iter_unpack``
+over whole sections: no per-entry Python work beyond one tuple.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from dataclasses import dataclass, field
+
+from ..errors import InvalidObjectError
+
+# e_ident / header
+ELFMAG = b"\x7fELF"
+ELFCLASS64 = 2
+ELFDATA2LSB = 1
+ET_REL = 1
+EM_X86_64 = 62
+EM_AARCH64 = 183
+
+# section types
+SHT_NULL = 0
+SHT_PROGBITS = 1
+SHT_SYMTAB = 2
+SHT_STRTAB = 3
+SHT_RELA = 4
+SHT_NOBITS = 8
+SHT_REL = 9
+SHT_INIT_ARRAY = 14
+SHT_FINI_ARRAY = 15
+SHT_PREINIT_ARRAY = 16
+SHT_GROUP = 17
+SHT_SYMTAB_SHNDX = 18
+SHT_X86_64_UNWIND = 0x70000001
+
+# section flags
+SHF_WRITE = 0x1
+SHF_ALLOC = 0x2
+SHF_EXECINSTR = 0x4
+SHF_MERGE = 0x10
+SHF_STRINGS = 0x20
+SHF_GROUP = 0x200
+SHF_TLS = 0x400
+
+# special section indices
+SHN_UNDEF = 0
+SHN_LORESERVE = 0xFF00
+SHN_ABS = 0xFFF1
+SHN_COMMON = 0xFFF2
+SHN_XINDEX = 0xFFFF
+
+# symbol binding, type, visibility
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STB_GNU_UNIQUE = 10
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
+STT_COMMON, STT_TLS, STT_GNU_IFUNC = 5, 6, 10
+STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = 0, 1, 2, 3
+
+GRP_COMDAT = 1
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_SYM = struct.Struct("<IBBHQQ")
+_RELA = struct.Struct("<QQq")
+
+
+@dataclass(slots=True)
+class Section:
+    """One section header, with its name resolved."""
+
+    index: int
+    name: str
+    type: int
+    flags: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    addralign: int
+    entsize: int
+
+    @property
+    def is_alloc(self) -> bool:
+        return bool(self.flags & SHF_ALLOC)
+
+
+@dataclass(slots=True)
+class Symbol:
+    """One symbol table entry; ``shndx`` already resolved through SHT_SYMTAB_SHNDX."""
+
+    index: int
+    name: str
+    value: int
+    size: int
+    bind: int
+    type: int
+    visibility: int
+    shndx: int
+
+    @property
+    def is_defined(self) -> bool:
+        return self.shndx != SHN_UNDEF
+
+
+@dataclass(slots=True)
+class Group:
+    """A section group (``SHT_GROUP``); COMDAT groups are de-duplicated by signature."""
+
+    section: int
+    signature: str
+    is_comdat: bool
+    members: list[int]
+
+
+@dataclass(slots=True)
+class ObjectFile:
+    """The tables of one relocatable object.
+
+    ``relocations`` maps a target section index to its RELA entries as
+    ``(offset, type, symbol_index, addend)`` tuples.
+    """
+
+    data: bytes
+    machine: int
+    sections: list[Section]
+    symbols: list[Symbol]
+    relocations: dict[int, list[tuple[int, int, int, int]]] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)
+
+    def section_data(self, section: Section) -> bytes:
+        """The bytes of a section (zeros are not materialised for NOBITS)."""
+        if section.type == SHT_NOBITS:
+            return b""
+        return self.data[section.offset : section.offset + section.size]
+
+
+def _bad(message: str) -> InvalidObjectError:
+    return InvalidObjectError(f"malformed ELF object: {message}")
+
+
+def _check_range(data_len: int, offset: int, size: int, what: str) -> None:
+    if offset < 0 or size < 0 or offset + size > data_len:
+        raise _bad(f"{what} [{offset:#x}, +{size:#x}) lies outside the file ({data_len:#x} bytes)")
+
+
+class _StringTable:
+    """Bounds-checked NUL-terminated strings of one string table section."""
+
+    __slots__ = ("_data", "_start", "_end", "_what")
+
+    def __init__(self, data: bytes, section: Section, what: str):
+        self._data, self._start, self._end = data, section.offset, section.offset + section.size
+        self._what = what
+
+    def get(self, offset: int) -> str:
+        start = self._start + offset
+        if offset < 0 or start >= self._end:
+            if offset == 0 and self._start == self._end:
+                return ""
+            raise _bad(f"{self._what} name offset {offset:#x} outside its string table")
+        end = self._data.find(b"\0", start, self._end)
+        if end < 0:
+            raise _bad(f"{self._what} name at {offset:#x} is not NUL-terminated")
+        return sys.intern(self._data[start:end].decode("utf-8", "surrogateescape"))
+
+
+def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
+    """Parse and validate an ELF64 LE relocatable object.
+
+    Raises InvalidObjectError for anything malformed: wrong magic, class,
+    type, truncated tables, offsets or indices out of range.
+    """
+    data = bytes(data)
+    size = len(data)
+    if size < _EHDR.size:
+        raise _bad(f"only {size} bytes, shorter than an ELF header")
+    (ident, e_type, e_machine, _version, _entry, _phoff, e_shoff, _flags, _ehsize,
+     _phentsize, _phnum, e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data, 0)
+    if ident[:4] != ELFMAG:
+        raise _bad("bad magic (not an ELF file)")
+    if ident[4] != ELFCLASS64 or ident[5] != ELFDATA2LSB:
+        raise _bad("only 64-bit little-endian ELF is supported")
+    if e_type != ET_REL:
+        raise _bad(f"e_type {e_type} is not ET_REL (a relocatable object is required)")
+    if e_shoff == 0:
+        raise _bad("no section header table")
+    if e_shentsize != _SHDR.size:
+        raise _bad(f"section header size {e_shentsize}, expected {_SHDR.size}")
+    _check_range(size, e_shoff, _SHDR.size, "section header 0")
+    first = _SHDR.unpack_from(data, e_shoff)
+    shnum = e_shnum or first[5]          # extended numbering: count in sh_size of [0]
+    if e_shstrndx == SHN_XINDEX:
+        e_shstrndx = first[6]
+    if shnum == 0 or shnum > 0xFFFFFF:
+        raise _bad(f"implausible section count {shnum}")
+    _check_range(size, e_shoff, shnum * _SHDR.size, "section header table")
+
+    raw = list(_SHDR.iter_unpack(data[e_shoff : e_shoff + shnum * _SHDR.size]))
+    for i, (_n, s_type, _f, _a, s_off, s_size, *_rest) in enumerate(raw):
+        if s_type not in (SHT_NOBITS, SHT_NULL):
+            _check_range(size, s_off, s_size, f"section {i}")
+    if not 0 <= e_shstrndx < shnum or raw[e_shstrndx][1] != SHT_STRTAB:
+        raise _bad(f"section name table index {e_shstrndx} is invalid")
+    shstr = raw[e_shstrndx]
+    names = _StringTable(data, Section(e_shstrndx, "", shstr[1], 0, shstr[4], shstr[5], 0, 0, 1, 0),
+                         "section")
+    sections = [
+        Section(i, names.get(n), t, f, off, sz, link, info, align or 1, ent)
+        for i, (n, t, f, _addr, off, sz, link, info, align, ent) in enumerate(raw)
+    ]
+    for s in sections:
+        if s.addralign & (s.addralign - 1):
+            raise _bad(f"section {s.name!r} alignment {s.addralign} is not a power of two")
+
+    symbols = _read_symbols(data, sections)
+    obj = ObjectFile(data, e_machine, sections, symbols)
+    nsyms = len(symbols)
+    for s in sections:
+        if s.type == SHT_RELA:
+            _read_relocations(obj, s, nsyms)
+        elif s.type == SHT_REL:
+            raise _bad(f"REL section {s.name!r}: only RELA relocations are supported")
+        elif s.type == SHT_GROUP:
+            obj.groups.append(_read_group(data, s, sections, symbols))
+    return obj
+
+
+def _read_symbols(data: bytes, sections: list[Section]) -> list[Symbol]:
+    symtabs = [s for s in sections if s.type == SHT_SYMTAB]
+    if not symtabs:
+        return []
+    if len(symtabs) > 1:
+        raise _bad("more than one symbol table")
+    symtab = symtabs[0]
+    if symtab.entsize != _SYM.size or symtab.size % _SYM.size:
+        raise _bad(f"symbol table entry size {symtab.entsize} / size {symtab.size} invalid")
+    if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SHT_STRTAB:
+        raise _bad("symbol table does not link to a string table")
+    strings = _StringTable(data, sections[symtab.link], "symbol")
+    xindex: tuple[int, ...] = ()
+    for s in sections:
+        if s.type == SHT_SYMTAB_SHNDX and s.link == symtab.index:
+            if s.size != symtab.size // _SYM.size * 4:
+                raise _bad("SHT_SYMTAB_SHNDX size does not match the symbol table")
+            xindex = struct.unpack_from(f"<{s.size // 4}I", data, s.offset)
+    nsections = len(sections)
+    symbols = []
+    table = data[symtab.offset : symtab.offset + symtab.size]
+    get_name = strings.get
+    for index, (name, info, other, shndx, value, sz) in enumerate(_SYM.iter_unpack(table)):
+        if shndx == SHN_XINDEX:
+            if index >= len(xindex):
+                raise _bad(f"symbol {index} uses SHN_XINDEX without an index table")
+            shndx = xindex[index]
+        elif SHN_LORESERVE <= shndx and shndx not in (SHN_ABS, SHN_COMMON):
+            raise _bad(f"symbol {index} has unsupported special section index {shndx:#x}")
+        if shndx < SHN_LORESERVE and shndx >= nsections:
+            raise _bad(f"symbol {index} refers to section {shndx}, but there are {nsections}")
+        symbols.append(Symbol(index, get_name(name) if name else "", value, sz,
+                              info >> 4, info & 0xF, other & 0x3, shndx))
+    return symbols
+
+
+def _read_relocations(obj: ObjectFile, rela: Section, nsyms: int) -> None:
+    if rela.entsize != _RELA.size or rela.size % _RELA.size:
+        raise _bad(f"relocation section {rela.name!r} entry size {rela.entsize} invalid")
+    if not 0 < rela.info < len(obj.sections):
+        raise _bad(f"relocation section {rela.name!r} targets section {rela.info}")
+    target = obj.sections[rela.info]
+    entries = []
+    append = entries.append
+    data = obj.data[rela.offset : rela.offset + rela.size]
+    for offset, info, addend in _RELA.iter_unpack(data):
+        sym = info >> 32
+        if sym >= nsyms:
+            raise _bad(f"relocation in {rela.name!r} refers to symbol {sym}, but there are {nsyms}")
+        if offset >= target.size:
+            raise _bad(f"relocation in {rela.name!r} at {offset:#x} is outside "
+                       f"{target.name!r} ({target.size:#x} bytes)")
+        append((offset, info & 0xFFFFFFFF, sym, addend))
+    obj.relocations.setdefault(rela.info, []).extend(entries)
+
+
+def _read_group(data: bytes, section: Section, sections: list[Section],
+                symbols: list[Symbol]) -> Group:
+    if section.size < 4 or section.size % 4:
+        raise _bad(f"group section {section.name!r} has size {section.size}")
+    words = struct.unpack_from(f"<{section.size // 4}I", data, section.offset)
+    for member in words[1:]:
+        if not 0 < member < len(sections):
+            raise _bad(f"group {section.name!r} names section {member}")
+    if section.info >= len(symbols):
+        raise _bad(f"group {section.name!r} signature symbol {section.info} out of range")
+    signature = symbols[section.info].name
+    if symbols[section.info].type == STT_SECTION:
+        signature = sections[symbols[section.info].shndx].name
+    return Group(section.index, signature, bool(words[0] & GRP_COMDAT), list(words[1:]))

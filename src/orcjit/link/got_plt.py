@@ -1,0 +1,78 @@
+"""GOT and PLT building: rewrite request edges into plain ones.
+
+Every edge that asks for a GOT entry gets one (one per target per graph):
+an 8-byte slot in a read-only GOT block holding a POINTER64 edge to the
+target, so the fix-up pass fills it like any other pointer. A branch whose
+target is out of reach of the JIT's memory (libc, a Python callback) is sent
+to a PLT stub, ``jmp *slot(%rip)``, that the linker writes next to the code.
+After this pass the graph holds only final edge kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .edges import GOT_REQUESTS, PLT_REQUESTS, USES_GOT_BASE, EdgeKind
+from .graph import Block, LinkGraph, Segment
+
+
+def build_got_and_plt(graph: LinkGraph, out_of_reach: Callable[[int], bool]) -> None:
+    """Add GOT and PLT blocks to ``graph`` and retarget its request edges.
+
+    ``out_of_reach(symbol_index)`` tells whether a branch to that symbol may
+    be too far for a 32-bit displacement.
+    """
+    arch = graph.arch
+    got = Block("$__GOT", bytearray(), 0, 8, Segment.RODATA)
+    plt = Block("$__PLT", bytearray(), 0, arch.PLT_STUB_ALIGN, Segment.CODE)
+    got_entries: dict[int, int] = {}
+    plt_stubs: dict[int, int] = {}
+
+    def got_entry(target: int) -> int:
+        entry = got_entries.get(target)
+        if entry is None:
+            offset = got.size
+            got.size += arch.GOT_ENTRY_SIZE
+            got.edges.append([offset, EdgeKind.POINTER64, target, 0])
+            entry = got_entries[target] = graph.add_symbol(
+                f"$got.{graph.symbols[target].name}", got, offset)
+        return entry
+
+    def plt_stub(target: int) -> int:
+        stub = plt_stubs.get(target)
+        if stub is None:
+            offset = plt.size
+            plt.size += arch.PLT_STUB_SIZE
+            slot = got_entry(target)
+            plt.edges.append([offset + arch.PLT_STUB_EDGE_OFFSET, EdgeKind.DELTA32, slot,
+                               arch.PLT_STUB_EDGE_ADDEND])
+            stub = plt_stubs[target] = graph.add_symbol(
+                f"$plt.{graph.symbols[target].name}", plt, offset)
+        return stub
+
+    needs_got_base = graph.got_symbol is not None
+    for block in list(graph.blocks):
+        for edge in block.edges:
+            kind = edge[1]
+            if kind in GOT_REQUESTS:
+                edge[2] = got_entry(edge[2])
+                edge[1] = GOT_REQUESTS[kind]
+            elif kind in PLT_REQUESTS:
+                if out_of_reach(edge[2]):
+                    edge[2] = plt_stub(edge[2])
+                edge[1] = PLT_REQUESTS[kind]
+            if kind in USES_GOT_BASE:
+                needs_got_base = True
+
+    if needs_got_base and graph.got_symbol is None:
+        graph.got_symbol = graph.add_symbol("_GLOBAL_OFFSET_TABLE_", got, 0)
+    elif graph.got_symbol is not None:
+        graph.symbol_blocks[graph.got_symbol] = got
+        graph.symbols[graph.got_symbol].value = 0
+    if got.size or needs_got_base:
+        got.size = max(got.size, arch.GOT_ENTRY_SIZE)
+        got.content = bytes(got.size)
+        graph.blocks.append(got)
+    if plt.size:
+        plt.content = arch.PLT_STUB * (plt.size // arch.PLT_STUB_SIZE)
+        graph.blocks.append(plt)

@@ -1,0 +1,247 @@
+"""The link graph: an object's allocatable sections as blocks, with edges.
+
+``build_graph`` reads an :class:`~orcjit.link.elf.ObjectFile` into blocks
+(one per allocatable section, tagged with the segment it will live in) and
+turns each RELA entry into an edge ``[offset, kind, target, addend]`` whose
+target is a symbol index of the graph. Later passes add blocks (GOT, PLT,
+COMMON) and retarget edges; the fix-up pass finally evaluates them.
+COMDAT groups already provided elsewhere are dropped here, with the
+``.eh_frame`` records that described their code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from types import ModuleType
+
+from ..errors import InvalidObjectError, UnsupportedError
+from ..runtime.eh_frame import prune_fdes
+from . import elf
+from .edges import WIDTH
+
+
+class Segment(IntEnum):
+    """Where a block lives once loaded; one protection each (W^X)."""
+
+    CODE = 0     # read + execute
+    RODATA = 1   # read only (also relocated-then-sealed data: GOT, .data.rel.ro, init arrays)
+    DATA = 2     # read + write
+
+
+@dataclass(slots=True, eq=False)
+class Block:
+    """A contiguous piece of content that moves as one unit."""
+
+    name: str
+    content: bytes | bytearray | None   # None: zero-filled (bss)
+    size: int
+    alignment: int
+    segment: Segment
+    edges: list[list[int]] = field(default_factory=list)
+    address: int = 0          # target address, set by layout
+    segment_offset: int = 0   # offset in the segment's working memory
+
+
+@dataclass(slots=True)
+class InitEntry:
+    """An init/fini pointer array and how it orders (GNU ld semantics)."""
+
+    block: Block
+    priority: int
+    reverse: bool     # .ctors/.dtors run back to front
+
+
+@dataclass(slots=True, eq=False)
+class LinkGraph:
+    """One object, ready to be resolved, laid out and fixed up."""
+
+    name: str
+    arch: ModuleType
+    blocks: list[Block]
+    symbols: list[elf.Symbol]
+    symbol_blocks: list[Block | None]      # per symbol: the block defining it
+    definitions: dict[str, int]            # exported candidates: name -> symbol index
+    references: dict[str, int]             # names to resolve outside this graph
+    commons: dict[str, int]                # COMMON symbols: name -> symbol index
+    initializers: list[InitEntry] = field(default_factory=list)
+    finalizers: list[InitEntry] = field(default_factory=list)
+    eh_frame: Block | None = None
+    debug_sections: dict[str, bytes] = field(default_factory=dict)
+    comdat_signatures: list[str] = field(default_factory=list)
+    got_symbol: int | None = None         # _GLOBAL_OFFSET_TABLE_, if referenced
+
+    def add_symbol(self, name: str, block: Block | None, offset: int, size: int = 0) -> int:
+        """Add a synthetic local symbol (GOT entry, stub); returns its index."""
+        index = len(self.symbols)
+        self.symbols.append(elf.Symbol(index, name, offset, size, elf.STB_LOCAL,
+                                       elf.STT_NOTYPE, elf.STV_DEFAULT,
+                                       elf.SHN_ABS if block is None else elf.SHN_UNDEF))
+        self.symbol_blocks.append(block)
+        return index
+
+    def edge_count(self) -> int:
+        return sum(len(b.edges) for b in self.blocks)
+
+
+_INIT_PREFIXES = {".init_array": False, ".ctors": True, ".preinit_array": False}
+_FINI_PREFIXES = {".fini_array": False, ".dtors": True}
+
+
+def _segment_of(section: elf.Section) -> Segment:
+    if section.flags & elf.SHF_EXECINSTR:
+        return Segment.CODE
+    if section.flags & elf.SHF_WRITE and not _is_sealed_after_relocation(section):
+        return Segment.DATA
+    return Segment.RODATA
+
+
+def _is_sealed_after_relocation(section: elf.Section) -> bool:
+    """Sections only written by the linker: read-only once relocated."""
+    name = section.name
+    return (name.startswith(".data.rel.ro") or section.type in
+            (elf.SHT_INIT_ARRAY, elf.SHT_FINI_ARRAY, elf.SHT_PREINIT_ARRAY)
+            or _init_kind(name) is not None)
+
+
+def _init_kind(name: str) -> tuple[bool, int, bool] | None:
+    """(is_initializer, priority, reverse) for init/fini array sections."""
+    for table, is_init in ((_INIT_PREFIXES, True), (_FINI_PREFIXES, False)):
+        for prefix, reverse in table.items():
+            if name == prefix:
+                return is_init, 65535, reverse
+            if name.startswith(prefix + ".") and name[len(prefix) + 1:].isdigit():
+                priority = int(name[len(prefix) + 1:])
+                # .ctors.N corresponds to .init_array.(65535-N)
+                return is_init, (65535 - priority) if reverse else priority, reverse
+    return None
+
+
+def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
+                keep_comdat: Callable[[str], bool] = lambda signature: True) -> LinkGraph:
+    """Read an object into a link graph.
+
+    ``keep_comdat(signature)`` says whether a COMDAT group is provided by
+    this graph (True) or already elsewhere (False: its sections are dropped
+    and its symbols become references).
+    """
+    if obj.machine != arch.MACHINE:
+        raise UnsupportedError(f"{name}: object is for machine {obj.machine}, "
+                               f"this linker targets {arch.NAME} ({arch.MACHINE})")
+    sections = obj.sections
+    dropped: set[int] = set()
+    signatures = []
+    for group in obj.groups:
+        if group.is_comdat:
+            if keep_comdat(group.signature):
+                signatures.append(group.signature)
+            else:
+                dropped.update(group.members)
+
+    blocks: list[Block] = []
+    section_blocks: dict[int, Block] = {}
+    graph = LinkGraph(name, arch, blocks, list(obj.symbols), [], {}, {}, {},
+                      comdat_signatures=signatures)
+    for s in sections:
+        if s.index in dropped or s.type in (elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB,
+                                            elf.SHT_STRTAB, elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX):
+            continue
+        if not s.is_alloc:
+            if s.name.startswith(".debug"):
+                graph.debug_sections[s.name] = obj.section_data(s)
+            continue
+        if s.flags & elf.SHF_TLS:
+            raise UnsupportedError(f"{name}: thread-local storage (section {s.name!r}) "
+                                   "is not supported yet")
+        content = None if s.type == elf.SHT_NOBITS else obj.section_data(s)
+        block = Block(s.name, content, s.size, s.addralign, _segment_of(s))
+        section_blocks[s.index] = block
+        blocks.append(block)
+        kind = _init_kind(s.name)
+        if kind is None and s.type in (elf.SHT_INIT_ARRAY, elf.SHT_PREINIT_ARRAY):
+            kind = (True, 65535, False)
+        elif kind is None and s.type == elf.SHT_FINI_ARRAY:
+            kind = (False, 65535, False)
+        if kind is not None:
+            is_init, priority, reverse = kind
+            (graph.initializers if is_init else graph.finalizers).append(
+                InitEntry(block, priority, reverse))
+        if s.name == ".eh_frame" or s.type == elf.SHT_X86_64_UNWIND:
+            graph.eh_frame = block
+
+    _read_symbols(graph, section_blocks, dropped)
+    _read_edges(graph, obj, section_blocks, dropped)
+    return graph
+
+
+def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: set[int]) -> None:
+    symbol_blocks = graph.symbol_blocks
+    for sym in graph.symbols:
+        shndx = sym.shndx
+        block = section_blocks.get(shndx) if 0 < shndx < elf.SHN_LORESERVE else None
+        symbol_blocks.append(block)
+        if sym.type == elf.STT_TLS:
+            raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "
+                                   "is not supported yet")
+        if sym.bind == elf.STB_LOCAL or not sym.name:
+            if block is not None and sym.value > block.size:
+                raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
+                                         f"its section {block.name!r}")
+            continue
+        if shndx == elf.SHN_COMMON:
+            if sym.value & (sym.value - 1):
+                raise InvalidObjectError(f"{graph.name}: COMMON symbol {sym.name!r} has "
+                                         f"alignment {sym.value}, not a power of two")
+            graph.commons[sym.name] = sym.index
+        elif shndx == elf.SHN_UNDEF or shndx in dropped:
+            if sym.name == "_GLOBAL_OFFSET_TABLE_":
+                graph.got_symbol = sym.index
+            else:
+                graph.references[sym.name] = sym.index
+        elif block is not None or shndx == elf.SHN_ABS:
+            if block is not None and sym.value > block.size:
+                raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
+                                         f"its section {block.name!r}")
+            graph.definitions[sym.name] = sym.index
+        # else: a global defined in a non-allocated section: not linkable, ignored
+
+
+def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int, Block],
+                dropped: set[int]) -> None:
+    relocations = graph.arch.RELOCATIONS
+    unsupported = graph.arch.UNSUPPORTED
+    symbols = graph.symbols
+    discarded_targets = {s.index for s in symbols
+                         if s.bind == elf.STB_LOCAL and s.shndx in dropped}
+    for section_index, entries in obj.relocations.items():
+        block = section_blocks.get(section_index)
+        if block is None:
+            continue          # relocations of dropped or non-allocated sections
+        edges = block.edges
+        limit = block.size
+        for offset, rtype, sym, addend in entries:
+            mapped = relocations.get(rtype)
+            if mapped is None:
+                if rtype == 0:
+                    continue                     # R_*_NONE
+                what = unsupported.get(rtype, f"type {rtype}")
+                raise UnsupportedError(f"{graph.name}: relocation {what} in {block.name!r} "
+                                       "is not supported")
+            kind = mapped[1]
+            if offset + WIDTH[kind] > limit:
+                raise InvalidObjectError(f"{graph.name}: relocation {mapped[0]} at "
+                                         f"{block.name}+{offset:#x} overruns the section")
+            edges.append([offset, kind, sym, addend])
+        if block is graph.eh_frame and discarded_targets:
+            prune_fdes(block, discarded_targets, graph.name)
+        elif discarded_targets:
+            for edge in edges:
+                if edge[2] in discarded_targets:
+                    raise InvalidObjectError(
+                        f"{graph.name}: {block.name!r} refers to a discarded COMDAT section "
+                        f"through symbol {symbols[edge[2]].name!r}")
+    if graph.eh_frame is not None:
+        block = graph.eh_frame
+        block.content = bytes(block.content or b"") + b"\0\0\0\0"   # terminator for libgcc
+        block.size += 4

@@ -1,0 +1,260 @@
+"""Linking one object set, in named phases.
+
+``LinkedSet`` holds the graphs of one set and walks them through:
+
+1. **definitions** (at add time): choose the set's definition of each name
+   (strong over weak over COMMON, first of equals), allocate COMMON
+   symbols, give the set its own ``__dso_handle``;
+2. **GOT/PLT** once every name is bound (``bind``);
+3. **allocate**: lay blocks out per segment, take memory, assign addresses;
+4. **fix up** every edge into working memory;
+5. **finalise**: commit through the memory manager (protections, eh-frame
+   registration) -- then the owner runs static constructors.
+
+The layer decides *which* definition a name binds to across sets; this
+module only applies the decision.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..errors import DuplicateDefinitionError
+from ..executor.base import ActionCall
+from ..symbols import JITSymbolFlags, SymbolResolver
+from . import elf
+from .got_plt import build_got_and_plt
+from .graph import Block, LinkGraph, Segment
+from .memory import SetMemoryManager
+from .relocate import apply_fixups
+
+STRONG, WEAK, COMMON = 2, 1, 0
+
+
+class State(Enum):
+    PENDING = "pending"        # added, not linked
+    FINALIZED = "finalized"    # in memory, constructors run
+    FAILED = "failed"          # linking failed; only removal is possible
+    REMOVED = "removed"
+
+
+@dataclass(slots=True)
+class Definition:
+    """A set's definition of a global name."""
+
+    owner: LinkedSet
+    graph: LinkGraph
+    index: int
+    strength: int
+    flags: JITSymbolFlags
+
+    @property
+    def address(self) -> int:
+        block = self.graph.symbol_blocks[self.index]
+        value = self.graph.symbols[self.index].value
+        return value if block is None else block.address + value
+
+
+#: what a name is bound to for linking: a definition in JIT memory, or an address
+Binding = Definition | int
+
+
+@dataclass(eq=False)
+class LinkedSet:
+    """The graphs of one object set and their linking state."""
+
+    graphs: list[LinkGraph]
+    memory: SetMemoryManager
+    resolver: SymbolResolver
+    definitions: dict[str, Definition] = field(default_factory=dict)
+    local_definitions: dict[str, Definition] = field(default_factory=dict)
+    state: State = State.PENDING
+    error: Exception | None = None
+    initializers: list[int] = field(default_factory=list)
+    finalizers: list[int] = field(default_factory=list)
+    eh_frames: list[int] = field(default_factory=list)
+    relocation_count: int = 0
+
+    # -- phase 1 -----------------------------------------------------------
+    def collect_definitions(self) -> None:
+        """Choose this set's definition of every name it defines."""
+        duplicates = []
+        commons: dict[str, list[tuple[LinkGraph, int]]] = {}
+        for graph in self.graphs:
+            for name, index in graph.definitions.items():
+                sym = graph.symbols[index]
+                strength = WEAK if sym.bind == elf.STB_WEAK else STRONG
+                current = self.definitions.get(name)
+                if current is not None:
+                    if strength == STRONG and current.strength == STRONG:
+                        duplicates.append(name)
+                    if strength <= current.strength:
+                        continue
+                self.definitions[name] = Definition(self, graph, index, strength,
+                                                    _flags_of(sym, strength))
+            for name, index in graph.commons.items():
+                commons.setdefault(name, []).append((graph, index))
+        if duplicates:
+            raise DuplicateDefinitionError(duplicates)
+        for name, places in commons.items():
+            if name not in self.definitions:
+                self.definitions[name] = self._allocate_common(name, places)
+        self._define_dso_handle()
+
+    def _allocate_common(self, name: str, places: list[tuple[LinkGraph, int]]) -> Definition:
+        size = max(g.symbols[i].size for g, i in places)
+        align = max(g.symbols[i].value for g, i in places) or 1
+        graph, index = places[0]
+        block = Block(f"COMMON.{name}", None, size, align, Segment.DATA)
+        graph.blocks.append(block)
+        graph.symbol_blocks[index] = block
+        graph.symbols[index].value = 0
+        return Definition(self, graph, index, COMMON, JITSymbolFlags.EXPORTED | JITSymbolFlags.COMMON)
+
+    def _define_dso_handle(self) -> None:
+        """Each set is its own "DSO": ``__cxa_atexit`` registrations name it."""
+        if "__dso_handle" in self.definitions:
+            return
+        for graph in self.graphs:
+            if "__dso_handle" in graph.references:
+                block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
+                graph.blocks.append(block)
+                index = graph.add_symbol("__dso_handle", block, 0)
+                self.local_definitions["__dso_handle"] = Definition(self, graph, index, STRONG,
+                                                                    JITSymbolFlags.NONE)
+                return
+
+    def referenced_names(self) -> set[str]:
+        """Every global name this set's code may bind to something."""
+        names: set[str] = set()
+        for graph in self.graphs:
+            names.update(graph.references)
+            names.update(graph.definitions)
+            names.update(graph.commons)
+        names.difference_update(self.local_definitions)
+        return names
+
+    def weak_references(self) -> set[str]:
+        """Undefined weak references: they may stay unresolved (address 0)."""
+        weak = set()
+        for graph in self.graphs:
+            for name, index in graph.references.items():
+                if graph.symbols[index].bind == elf.STB_WEAK:
+                    weak.add(name)
+        return weak
+
+    @property
+    def dso_handle(self) -> int:
+        definition = self.local_definitions.get("__dso_handle")
+        return definition.address if definition else 0
+
+    # -- phases 2-4 ----------------------------------------------------------
+    def link(self, bindings: dict[str, Binding], out_of_reach: Callable[[int], bool]) -> None:
+        """GOT/PLT, allocate, fix up: everything short of committing memory."""
+        for graph in self.graphs:
+            def target_out_of_reach(index: int, graph: LinkGraph = graph) -> bool:
+                sym = graph.symbols[index]
+                if sym.bind == elf.STB_LOCAL or graph.symbol_blocks[index] is not None:
+                    return False
+                binding = bindings.get(sym.name, 0)
+                return isinstance(binding, int) and out_of_reach(binding)
+            build_got_and_plt(graph, target_out_of_reach)
+        self._allocate()
+        self._buffers = [bytearray(size) for size in self._segment_sizes]
+        for graph in self.graphs:
+            for block in graph.blocks:
+                if block.content:
+                    self._buffers[block.segment][
+                        block.segment_offset:block.segment_offset + len(block.content)] = block.content
+        for graph in self.graphs:
+            addresses = self._addresses(graph, bindings)
+            self.relocation_count += apply_fixups(graph, addresses, self._buffers)
+        self._collect_init_entries()
+
+    def _allocate(self) -> None:
+        sizes = [0, 0, 0]
+        for graph in self.graphs:
+            for block in graph.blocks:
+                segment = block.segment
+                offset = -(-sizes[segment] // block.alignment) * block.alignment
+                block.segment_offset = offset
+                sizes[segment] = offset + block.size
+        self._segment_sizes = sizes
+        bases = self.memory.allocate(sizes)
+        for graph in self.graphs:
+            for block in graph.blocks:
+                block.address = bases[block.segment] + block.segment_offset
+
+    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> list[int]:
+        addresses = []
+        append = addresses.append
+        symbol_blocks = graph.symbol_blocks
+        local = self.local_definitions
+        for index, sym in enumerate(graph.symbols):
+            block = symbol_blocks[index]
+            if sym.bind == elf.STB_LOCAL or not sym.name:
+                if sym.type == elf.STT_SECTION:
+                    append(block.address if block is not None else 0)
+                else:
+                    append(block.address + sym.value if block is not None else sym.value)
+                continue
+            binding = bindings.get(sym.name)
+            if binding is None:
+                definition = local.get(sym.name)
+                append(definition.address if definition else 0)
+            elif isinstance(binding, int):
+                append(binding)
+            else:
+                append(binding.address)
+        return addresses
+
+    def _collect_init_entries(self) -> None:
+        """Read the relocated init/fini arrays in the order they must run."""
+        def pointers(entries) -> list[int]:
+            out = []
+            for entry in sorted(entries, key=lambda e: e.priority):
+                block = entry.block
+                data = self._buffers[block.segment][block.segment_offset:
+                                                    block.segment_offset + block.size]
+                values = [v for (v,) in struct.iter_unpack("<Q", data[:len(data) // 8 * 8])]
+                if entry.reverse:
+                    values.reverse()
+                out.extend(v for v in values if v not in (0, (1 << 64) - 1))
+            return out
+        for graph in self.graphs:
+            self.initializers.extend(pointers(graph.initializers))
+            self.finalizers.extend(pointers(graph.finalizers))
+        self.finalizers.reverse()
+
+    # -- phase 5 ---------------------------------------------------------
+    def finalize(self, register_frame: int, deregister_frame: int) -> None:
+        """Commit memory with final protections; register eh-frames."""
+        actions = []
+        for graph in self.graphs:
+            if graph.eh_frame is not None and graph.eh_frame.size > 4 and register_frame:
+                address = graph.eh_frame.address
+                self.eh_frames.append(address)
+                actions.append((ActionCall(register_frame, (address,)),
+                                ActionCall(deregister_frame, (address,))))
+        self.memory.finalize(self._buffers, actions)
+        del self._buffers
+        self.state = State.FINALIZED
+
+    def release_memory(self) -> None:
+        self.memory.deallocate()
+
+
+def _flags_of(sym: elf.Symbol, strength: int) -> JITSymbolFlags:
+    flags = JITSymbolFlags.NONE
+    if sym.visibility in (elf.STV_DEFAULT, elf.STV_PROTECTED):
+        flags |= JITSymbolFlags.EXPORTED
+    if strength == WEAK:
+        flags |= JITSymbolFlags.WEAK
+    if sym.type in (elf.STT_FUNC, elf.STT_GNU_IFUNC):
+        flags |= JITSymbolFlags.CALLABLE
+    if sym.shndx == elf.SHN_ABS:
+        flags |= JITSymbolFlags.ABSOLUTE
+    return flags

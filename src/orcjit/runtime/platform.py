@@ -1,0 +1,65 @@
+"""Platform runtime for JIT'd code: constructors, destructors, atexit, eh-frames.
+
+Each object set is its own "DSO": it has its own ``__dso_handle``, so the
+destructors JIT'd code registers with ``__cxa_atexit`` (C++ globals and
+function-local statics) are kept per set and run when that set is removed,
+before its memory goes -- not at process exit, when it would be gone.
+``atexit`` registrations, which name no DSO, run when the JIT closes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+from ..executor.base import ActionCall, Executor
+from .eh_frame import FrameRegistrar
+
+_CXA_ATEXIT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_ATEXIT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+
+class Platform:
+    """Runs static initialisers and finalisers, routes atexit registrations."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+        self.frames = FrameRegistrar()
+        self._registrations: dict[int, list[tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+        self._cxa_atexit = _CXA_ATEXIT(self._register)
+        self._atexit = _ATEXIT(lambda function: self._register(function, 0, 0))
+        self._symbols = {
+            "__cxa_atexit": ctypes.cast(self._cxa_atexit, ctypes.c_void_p).value,
+            "atexit": ctypes.cast(self._atexit, ctypes.c_void_p).value,
+        }
+
+    def lookup(self, name: str) -> int | None:
+        """Addresses of the runtime functions the platform provides."""
+        return self._symbols.get(name)
+
+    def _register(self, function: int | None, argument: int | None, dso: int | None) -> int:
+        with self._lock:
+            self._registrations.setdefault(dso or 0, []).append((function or 0, argument or 0))
+        return 0
+
+    def run_initializers(self, initializers: list[int]) -> None:
+        for address in initializers:
+            self.executor.call(ActionCall(address))
+
+    def run_finalizers(self, dso_handle: int, finalizers: list[int]) -> None:
+        """atexit-registered destructors of the set (latest first), then its fini arrays."""
+        if dso_handle:
+            with self._lock:
+                registered = self._registrations.pop(dso_handle, [])
+            for function, argument in reversed(registered):
+                self.executor.call(ActionCall(function, (argument,)))
+        for address in finalizers:
+            self.executor.call(ActionCall(address))
+
+    def close(self) -> None:
+        """Run the registrations that named no set (plain ``atexit``)."""
+        with self._lock:
+            registered = self._registrations.pop(0, [])
+        for function, argument in reversed(registered):
+            self.executor.call(ActionCall(function, (argument,)))
