@@ -18,7 +18,7 @@ from typing import Any
 from .errors import JITError
 from .executor.base import Executor
 from .executor.in_process import InProcessExecutor
-from .frontends.ir import IRSource, parse_ir
+from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
@@ -72,6 +72,8 @@ class JIT:
             handle = self.optimizer.add_module_set([module])
             self._emit(handle)
         finally:
+            if owns_context(module):
+                dispose(module)         # compiled: the object is all we keep
             self._add_seconds += time.perf_counter() - start
         return handle
 

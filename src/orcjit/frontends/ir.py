@@ -48,11 +48,12 @@ def parse_ir(source: IRSource, name: str | None = None) -> llvm.ModuleRef:
     else:
         if isinstance(source, (bytes, bytearray, memoryview)):
             if is_bitcode(source):
+                context = llvm.create_context()
                 try:
-                    module = llvm.parse_bitcode(bytes(source), context=llvm.create_context())
+                    module = llvm.parse_bitcode(bytes(source), context=context)
                 except RuntimeError as e:
                     raise InvalidIRError(f"invalid bitcode: {e}") from None
-                return _checked(module, name)
+                return _checked(_owning(module, context), name)
             try:
                 source = bytes(source).decode("utf-8")
             except UnicodeDecodeError:
@@ -64,17 +65,43 @@ def parse_ir(source: IRSource, name: str | None = None) -> llvm.ModuleRef:
                 raise InvalidIRError(
                     f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
                     "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
+        context = llvm.create_context()
         try:
-            module = llvm.parse_assembly(source, context=llvm.create_context())
+            module = _owning(llvm.parse_assembly(source, context=context), context)
         except RuntimeError as e:
             raise InvalidIRError(str(e).strip()) from None
     return _checked(module, name)
+
+
+def _owning(module: llvm.ModuleRef, context: llvm.ContextRef) -> llvm.ModuleRef:
+    """Tie a context to its module; :func:`dispose` frees both, module first."""
+    module._orcjit_context = context  # type: ignore[attr-defined]
+    return module
+
+
+def owns_context(module: llvm.ModuleRef) -> bool:
+    """Whether ``parse_ir`` made this module (and its context), so we may free it."""
+    return hasattr(module, "_orcjit_context")
+
+
+def dispose(module: llvm.ModuleRef) -> None:
+    """Free a module parsed by ``parse_ir`` and then its context.
+
+    Done explicitly: left to the garbage collector, a module and its context
+    in one reference cycle may be finalised context first, which crashes LLVM.
+    """
+    context = getattr(module, "_orcjit_context", None)
+    module.close()
+    if context is not None:
+        context.close()
+        del module._orcjit_context
 
 
 def _checked(module: llvm.ModuleRef, name: str | None) -> llvm.ModuleRef:
     try:
         module.verify()
     except RuntimeError as e:
+        dispose(module)
         raise InvalidIRError(f"IR does not verify: {str(e).strip()}") from None
     if name:
         module.name = name

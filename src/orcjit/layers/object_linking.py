@@ -51,6 +51,8 @@ class ObjectLinkingLayer(Layer):
         self._sets: dict[Handle, LinkedSet] = {}
         self._candidates: dict[str, list[Definition]] = {}
         self._comdats: dict[str, LinkedSet] = {}
+        # GOT slots bound to a weak/COMMON definition: name -> [(set, slot)]
+        self._rebindable: dict[str, list[tuple[LinkedSet, int]]] = {}
         self._lock = threading.RLock()
         self.link_seconds = 0.0
         self.objects_linked = 0
@@ -174,6 +176,11 @@ class ObjectLinkingLayer(Layer):
         for linked in closure:
             self.objects_linked += len(linked.graphs)
             self.relocations_applied += linked.relocation_count
+            for name, slot in linked.rebindable_slots:
+                self._rebindable.setdefault(name, []).append((linked, slot))
+        for linked in closure:
+            for name in linked.definitions.keys() & self._rebindable.keys():
+                self._rebind(name)
         for linked in closure:
             self.platform.run_initializers(linked.initializers)
 
@@ -219,6 +226,22 @@ class ObjectLinkingLayer(Layer):
         closure.sort(key=lambda s: order[id(s)])
         return closure, bindings
 
+    def _rebind(self, name: str) -> None:
+        """Point every rebindable GOT slot of ``name`` at its current winner."""
+        winner = self._winner(name)
+        address = 0
+        if winner is not None:
+            if winner.owner.state is State.PENDING:
+                try:
+                    self._materialize(winner.owner)
+                except JITError:
+                    pass
+            if winner.owner.state is State.FINALIZED:
+                address = winner.address
+        data = address.to_bytes(8, "little")
+        for _owner, slot in self._rebindable.get(name, ()):
+            self.executor.write(slot, data)
+
     # -- removal -----------------------------------------------------------------
     def remove_object_set(self, handle: Handle) -> None:
         """Run the set's destructors, deregister its frames, free its memory."""
@@ -235,12 +258,24 @@ class ObjectLinkingLayer(Layer):
                     candidates.remove(definition)
                     if not candidates:
                         del self._candidates[name]
+                self._forget_slots(linked)
                 for signature in [s for s, owner in self._comdats.items() if owner is linked]:
                     del self._comdats[signature]
                 linked.release_memory()
                 linked.state = State.REMOVED
 
     remove_module_set = remove_object_set
+
+    def _forget_slots(self, linked: LinkedSet) -> None:
+        """Drop the set's own slots; re-point others at what its definitions leave behind."""
+        for name, _slot in linked.rebindable_slots:
+            slots = self._rebindable.get(name)
+            if slots:
+                slots[:] = [(owner, slot) for owner, slot in slots if owner is not linked]
+                if not slots:
+                    del self._rebindable[name]
+        for name in linked.definitions.keys() & self._rebindable.keys():
+            self._rebind(name)
 
     def handles(self) -> list[Handle]:
         return list(self._sets)

@@ -16,16 +16,17 @@ from .edges import GOT_REQUESTS, PLT_REQUESTS, USES_GOT_BASE, EdgeKind
 from .graph import Block, LinkGraph, Segment
 
 
-def build_got_and_plt(graph: LinkGraph, out_of_reach: Callable[[int], bool]) -> None:
+def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> None:
     """Add GOT and PLT blocks to ``graph`` and retarget its request edges.
 
-    ``out_of_reach(symbol_index)`` tells whether a branch to that symbol may
-    be too far for a 32-bit displacement.
+    ``needs_stub(symbol_index)`` tells whether a branch to that symbol must
+    go through a PLT stub: the target may be too far for a 32-bit
+    displacement, or may be re-bound later (a weak definition).
     """
     arch = graph.arch
     got = Block("$__GOT", bytearray(), 0, 8, Segment.RODATA)
     plt = Block("$__PLT", bytearray(), 0, arch.PLT_STUB_ALIGN, Segment.CODE)
-    got_entries: dict[int, int] = {}
+    got_entries = graph.got_entries
     plt_stubs: dict[int, int] = {}
 
     def got_entry(target: int) -> int:
@@ -58,7 +59,7 @@ def build_got_and_plt(graph: LinkGraph, out_of_reach: Callable[[int], bool]) -> 
                 edge[2] = got_entry(edge[2])
                 edge[1] = GOT_REQUESTS[kind]
             elif kind in PLT_REQUESTS:
-                if out_of_reach(edge[2]):
+                if needs_stub(edge[2]):
                     edge[2] = plt_stub(edge[2])
                 edge[1] = PLT_REQUESTS[kind]
             if kind in USES_GOT_BASE:

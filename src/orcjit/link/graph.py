@@ -71,6 +71,7 @@ class LinkGraph:
     debug_sections: dict[str, bytes] = field(default_factory=dict)
     comdat_signatures: list[str] = field(default_factory=list)
     got_symbol: int | None = None         # _GLOBAL_OFFSET_TABLE_, if referenced
+    got_entries: dict[int, int] = field(default_factory=dict)   # target -> GOT entry symbol
 
     def add_symbol(self, name: str, block: Block | None, offset: int, size: int = 0) -> int:
         """Add a synthetic local symbol (GOT entry, stub); returns its index."""

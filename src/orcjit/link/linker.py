@@ -77,6 +77,7 @@ class LinkedSet:
     finalizers: list[int] = field(default_factory=list)
     eh_frames: list[int] = field(default_factory=list)
     relocation_count: int = 0
+    rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
 
     # -- phase 1 -----------------------------------------------------------
     def collect_definitions(self) -> None:
@@ -153,15 +154,23 @@ class LinkedSet:
 
     # -- phases 2-4 ----------------------------------------------------------
     def link(self, bindings: dict[str, Binding], out_of_reach: Callable[[int], bool]) -> None:
-        """GOT/PLT, allocate, fix up: everything short of committing memory."""
+        """GOT/PLT, allocate, fix up: everything short of committing memory.
+
+        References to a weak or COMMON definition go through GOT slots (calls
+        through PLT stubs) and are listed in ``rebindable_slots``, so a strong
+        definition added later can take them over.
+        """
         for graph in self.graphs:
-            def target_out_of_reach(index: int, graph: LinkGraph = graph) -> bool:
+            def needs_stub(index: int, graph: LinkGraph = graph) -> bool:
                 sym = graph.symbols[index]
-                if sym.bind == elf.STB_LOCAL or graph.symbol_blocks[index] is not None:
+                if sym.bind == elf.STB_LOCAL or graph.symbol_blocks[index] is not None \
+                        and sym.name not in bindings:
                     return False
                 binding = bindings.get(sym.name, 0)
-                return isinstance(binding, int) and out_of_reach(binding)
-            build_got_and_plt(graph, target_out_of_reach)
+                if isinstance(binding, int):
+                    return out_of_reach(binding)
+                return binding.strength != STRONG
+            build_got_and_plt(graph, needs_stub)
         self._allocate()
         self._buffers = [bytearray(size) for size in self._segment_sizes]
         for graph in self.graphs:
@@ -172,7 +181,16 @@ class LinkedSet:
         for graph in self.graphs:
             addresses = self._addresses(graph, bindings)
             self.relocation_count += apply_fixups(graph, addresses, self._buffers)
+            self._collect_rebindable_slots(graph, bindings, addresses)
         self._collect_init_entries()
+
+    def _collect_rebindable_slots(self, graph: LinkGraph, bindings: dict[str, Binding],
+                                  addresses: list[int]) -> None:
+        for target, entry in graph.got_entries.items():
+            name = graph.symbols[target].name
+            binding = bindings.get(name)
+            if isinstance(binding, Definition) and binding.strength != STRONG:
+                self.rebindable_slots.append((name, addresses[entry]))
 
     def _allocate(self) -> None:
         sizes = [0, 0, 0]
@@ -195,16 +213,14 @@ class LinkedSet:
         local = self.local_definitions
         for index, sym in enumerate(graph.symbols):
             block = symbol_blocks[index]
-            if sym.bind == elf.STB_LOCAL or not sym.name:
-                if sym.type == elf.STT_SECTION:
-                    append(block.address if block is not None else 0)
-                else:
-                    append(block.address + sym.value if block is not None else sym.value)
-                continue
-            binding = bindings.get(sym.name)
+            binding = None if sym.bind == elf.STB_LOCAL else bindings.get(sym.name)
             if binding is None:
-                definition = local.get(sym.name)
-                append(definition.address if definition else 0)
+                if block is not None:
+                    append(block.address + sym.value)
+                elif sym.name in local:
+                    append(local[sym.name].address)
+                else:
+                    append(sym.value if sym.shndx == elf.SHN_ABS else 0)
             elif isinstance(binding, int):
                 append(binding)
             else:

@@ -1,0 +1,23 @@
+"""Shared fixtures: a JIT per test, and the clang-14 IR fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import orcjit
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def jit():
+    with orcjit.JIT() as j:
+        yield j
+
+
+@pytest.fixture
+def fixture_ir():
+    """Text of tests/fixtures/NAME.ll."""
+    return lambda name: (FIXTURES / f"{name}.ll").read_text()
