@@ -162,7 +162,9 @@ class ObjectLinkingLayer(Layer):
         try:
             for linked in closure:
                 linked_so_far.append(linked)
-                linked.link(bindings[id(linked)], self._out_of_reach)
+                linked.allocate(bindings[id(linked)], self._out_of_reach)
+            for linked in closure:
+                linked.fix_up(bindings[id(linked)])
             frames = self.platform.frames
             for linked in closure:
                 linked.finalize(frames.register_address, frames.deregister_address)

@@ -5,10 +5,11 @@
 1. **definitions** (at add time): choose the set's definition of each name
    (strong over weak over COMMON, first of equals), allocate COMMON
    symbols, give the set its own ``__dso_handle``;
-2. **GOT/PLT** once every name is bound (``bind``);
-3. **allocate**: lay blocks out per segment, take memory, assign addresses;
-4. **fix up** every edge into working memory;
-5. **finalise**: commit through the memory manager (protections, eh-frame
+2. **allocate**, once every name is bound: build GOT and PLT, lay blocks
+   out per segment, take memory, assign addresses;
+3. **fix up** every edge into working memory (after every set that this
+   one binds to is allocated too);
+4. **finalise**: commit through the memory manager (protections, eh-frame
    registration) -- then the owner runs static constructors.
 
 The layer decides *which* definition a name binds to across sets; this
@@ -152,9 +153,9 @@ class LinkedSet:
         definition = self.local_definitions.get("__dso_handle")
         return definition.address if definition else 0
 
-    # -- phases 2-4 ----------------------------------------------------------
-    def link(self, bindings: dict[str, Binding], out_of_reach: Callable[[int], bool]) -> None:
-        """GOT/PLT, allocate, fix up: everything short of committing memory.
+    # -- phases 2-3 ----------------------------------------------------------
+    def allocate(self, bindings: dict[str, Binding], out_of_reach: Callable[[int], bool]) -> None:
+        """Build GOT and PLT, lay out, take memory: every block gets its address.
 
         References to a weak or COMMON definition go through GOT slots (calls
         through PLT stubs) and are listed in ``rebindable_slots``, so a strong
@@ -172,6 +173,9 @@ class LinkedSet:
                 return binding.strength != STRONG
             build_got_and_plt(graph, needs_stub)
         self._allocate()
+
+    def fix_up(self, bindings: dict[str, Binding]) -> None:
+        """Copy content to working memory and apply every edge (all targets allocated)."""
         self._buffers = [bytearray(size) for size in self._segment_sizes]
         for graph in self.graphs:
             for block in graph.blocks:
@@ -245,7 +249,7 @@ class LinkedSet:
             self.finalizers.extend(pointers(graph.finalizers))
         self.finalizers.reverse()
 
-    # -- phase 5 ---------------------------------------------------------
+    # -- phase 4 ---------------------------------------------------------
     def finalize(self, register_frame: int, deregister_frame: int) -> None:
         """Commit memory with final protections; register eh-frames."""
         actions = []

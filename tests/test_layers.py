@@ -1,0 +1,144 @@
+"""The layer interface, used directly: stacking, lazy linking across sets, symbol queries."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+import orcjit
+from orcjit.frontends.ir import parse_ir
+from orcjit.layers import (IRCompileLayer, IRTransformLayer, ObjectLinkingLayer, SimpleCompiler,
+                           create_target_machine, optimization_pipeline)
+from orcjit.symbols import JITSymbolFlags
+
+
+@pytest.fixture
+def stack():
+    tm = create_target_machine()
+    linker = ObjectLinkingLayer()
+    compiler = IRCompileLayer(linker, SimpleCompiler(tm))
+    optimizer = IRTransformLayer(compiler, optimization_pipeline(tm, 2))
+    yield optimizer, linker
+    linker.close()
+
+
+def call(address: int, signature: str, *args):
+    from orcjit.signatures import to_prototype
+    return to_prototype(signature)(address)(*args)
+
+
+def test_sets_referring_to_each_other_link_together(stack):
+    top, linker = stack
+    even = top.add_module_set([parse_ir("""
+        declare i1 @is_odd(i32)
+        define i1 @is_even(i32 %n) {
+          %z = icmp eq i32 %n, 0
+          br i1 %z, label %yes, label %no
+        yes:
+          ret i1 true
+        no:
+          %m = sub i32 %n, 1
+          %r = call i1 @is_odd(i32 %m)
+          ret i1 %r
+        }""")])
+    # is_odd is not defined yet: the set waits, pending, until asked for
+    symbol = top.find_symbol("is_even")
+    assert symbol is not None and not symbol.is_materialized
+    odd = top.add_module_set([parse_ir("""
+        declare i1 @is_even(i32)
+        define i1 @is_odd(i32 %n) {
+          %z = icmp eq i32 %n, 0
+          br i1 %z, label %no, label %yes
+        no:
+          ret i1 false
+        yes:
+          %m = sub i32 %n, 1
+          %r = call i1 @is_even(i32 %m)
+          ret i1 %r
+        }""")])
+    address = top.get_symbol_address("is_even")
+    assert call(address, "bool(int)", 10) is True
+    assert call(top.lookup_symbol_address_in(odd, "is_odd"), "bool(int)", 7) is True
+    assert top.lookup_symbol_address_in(even, "is_odd") == 0      # not that set's
+    assert symbol.address == address
+
+
+def test_pending_set_reports_unresolved_at_lookup_and_stays_pending(stack):
+    top, _ = stack
+    top.add_module_set([parse_ir("declare i32 @later()\ndefine i32 @f() {\n"
+                                 "  %r = call i32 @later()\n  ret i32 %r\n}\n")])
+    with pytest.raises(orcjit.UnresolvedSymbolsError, match="later"):
+        top.get_symbol_address("f")
+    top.add_module_set([parse_ir("define i32 @later() {\n  ret i32 5\n}\n")])
+    assert call(top.get_symbol_address("f"), "int()") == 5
+
+
+def test_exported_symbols_only(stack):
+    top, _ = stack
+    handle = top.add_module_set([parse_ir("""
+        define hidden i32 @hidden_fn() {
+          ret i32 1
+        }
+        define i32 @public_fn() {
+          %r = call i32 @hidden_fn()
+          ret i32 %r
+        }""")])
+    assert top.find_symbol("hidden_fn") is None
+    hidden = top.find_symbol("hidden_fn", exported_symbols_only=False)
+    assert hidden is not None and not hidden.flags & JITSymbolFlags.EXPORTED
+    assert top.find_symbol_in(handle, "public_fn").flags & JITSymbolFlags.CALLABLE
+    assert top.get_symbol_address("hidden_fn") == 0
+    assert top.get_symbol_address("hidden_fn", exported_symbols_only=False) != 0
+
+
+def test_removal_makes_symbols_undefined(stack):
+    top, _ = stack
+    handle = top.add_module_set([parse_ir("define i32 @f() {\n  ret i32 1\n}\n")])
+    assert top.get_symbol_address("f")
+    top.remove_module_set(handle)
+    assert top.get_symbol_address("f") == 0
+    assert top.find_symbol("f") is None
+
+
+def test_custom_transform_sees_every_module():
+    seen = []
+    linker = ObjectLinkingLayer()
+    compiler = IRCompileLayer(linker, SimpleCompiler(create_target_machine()))
+    transform = IRTransformLayer(compiler, lambda m: seen.append(m.name) or m)
+    transform.add_module_set([parse_ir("define void @a() {\n  ret void\n}\n", name="first"),
+                              parse_ir("define void @b() {\n  ret void\n}\n", name="second")])
+    assert seen == ["first", "second"]
+    assert linker.get_symbol_address("a") and linker.get_symbol_address("b")
+    linker.close()
+
+
+def test_per_set_resolver():
+    class Fixed:
+        def lookup(self, name):
+            return 0x1234 if name == "magic" else None
+
+    linker = ObjectLinkingLayer()
+    compiler = IRCompileLayer(linker, SimpleCompiler(create_target_machine()))
+    compiler.add_module_set([parse_ir("@magic = external global i8\n"
+                                      "define ptr @where() {\n  ret ptr @magic\n}\n")],
+                            resolver=Fixed())
+    assert call(linker.get_symbol_address("where"), "void*()") == 0x1234
+    linker.close()
+
+
+def test_jit_memory_is_never_writable_and_executable():
+    with orcjit.JIT() as jit:
+        jit.add_ir("@d = global i32 1\ndefine i32 @f() {\n  %v = load i32, ptr @d\n  ret i32 %v\n}\n")
+        base = jit.linker.memory_pool.base
+        end = jit.linker.memory_pool.end
+        perms = []
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, mode = line.split()[:2]
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                if lo < end and hi > base:
+                    perms.append(mode)
+                    assert not ("w" in mode and "x" in mode), line
+        assert any("x" in p for p in perms) and any("w" in p for p in perms)
+        assert ctypes.c_int.from_address(jit.address("d")).value == 1
