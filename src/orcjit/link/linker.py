@@ -183,8 +183,8 @@ class LinkedSet:
                     self._buffers[block.segment][
                         block.segment_offset:block.segment_offset + len(block.content)] = block.content
         for graph in self.graphs:
-            addresses = self._addresses(graph, bindings)
-            self.relocation_count += apply_fixups(graph, addresses, self._buffers)
+            addresses, sizes = self._addresses(graph, bindings)
+            self.relocation_count += apply_fixups(graph, addresses, sizes, self._buffers)
             self._collect_rebindable_slots(graph, bindings, addresses)
         self._collect_init_entries()
 
@@ -210,9 +210,12 @@ class LinkedSet:
             for block in graph.blocks:
                 block.address = bases[block.segment] + block.segment_offset
 
-    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> list[int]:
+    def _addresses(self, graph: LinkGraph,
+                   bindings: dict[str, Binding]) -> tuple[list[int], list[int]]:
+        """Address and size of what each symbol of ``graph`` is bound to."""
         addresses = []
         append = addresses.append
+        sizes = [sym.size for sym in graph.symbols]
         symbol_blocks = graph.symbol_blocks
         local = self.local_definitions
         for index, sym in enumerate(graph.symbols):
@@ -229,7 +232,8 @@ class LinkedSet:
                 append(binding)
             else:
                 append(binding.address)
-        return addresses
+                sizes[index] = binding.graph.symbols[binding.index].size
+        return addresses, sizes
 
     def _collect_init_entries(self) -> None:
         """Read the relocated init/fini arrays in the order they must run."""

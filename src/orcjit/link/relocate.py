@@ -39,12 +39,14 @@ _EITHER = {K.POINTER16: (struct.Struct("<h"), struct.Struct("<H")),
            K.POINTER8: (struct.Struct("<b"), struct.Struct("<B"))}
 
 
-def apply_fixups(graph: LinkGraph, addresses: Sequence[int],
+def apply_fixups(graph: LinkGraph, addresses: Sequence[int], sizes: Sequence[int],
                  buffers: Sequence[bytearray]) -> int:
     """Apply every edge of ``graph``; returns the number applied.
 
-    ``addresses[i]`` is the target address of symbol ``i``; ``buffers[s]``
-    is the working memory of segment ``s``.
+    ``addresses[i]`` and ``sizes[i]`` are the target address and size of the
+    definition symbol ``i`` is bound to; ``buffers[s]`` is the working memory
+    of segment ``s``. Values are reduced to 64 bits (two's complement) before
+    a narrower field is range-checked, as a 64-bit linker computes them.
     """
     got = addresses[graph.got_symbol] if graph.got_symbol is not None else 0
     symbols = graph.symbols
@@ -58,7 +60,7 @@ def apply_fixups(graph: LinkGraph, addresses: Sequence[int],
         for offset, kind, target, addend in block.edges:
             fixup = _FIXUPS.get(kind)
             if fixup is None:
-                value = addresses[target] + addend
+                value = _signed64(addresses[target] + addend)
                 signed, unsigned = _EITHER[kind]
                 packer = signed if value < 0 else unsigned
                 wraps = False
@@ -71,9 +73,8 @@ def apply_fixups(graph: LinkGraph, addresses: Sequence[int],
                 elif formula == _GOTREL:
                     value = addresses[target] + addend - got
                 else:
-                    value = symbols[target].size + addend
-            if wraps:
-                value &= _MASK64
+                    value = sizes[target] + addend
+                value = value & _MASK64 if wraps else _signed64(value)
             try:
                 packer.pack_into(buf, base + offset, value)
             except struct.error:
@@ -81,3 +82,8 @@ def apply_fixups(graph: LinkGraph, addresses: Sequence[int],
                                               block.name, offset) from None
         count += len(block.edges)
     return count
+
+
+def _signed64(value: int) -> int:
+    """``value`` modulo 2**64, as a signed 64-bit integer."""
+    return ((value + (1 << 63)) & _MASK64) - (1 << 63)
