@@ -152,7 +152,7 @@ class JIT:
             "link_seconds": link,
             "overhead_seconds": max(0.0, self._add_seconds - parse - optimize - codegen - link),
             "total_seconds": self._add_seconds,
-            "functions_compiled": self.compiler.functions_compiled,
+            "functions_compiled": self.linker.functions_added,
             "objects_linked": self.linker.objects_linked,
             "relocations_applied": self.linker.relocations_applied,
         }

@@ -68,7 +68,6 @@ class IRCompileLayer(ForwardingLayer):
         super().__init__(base)
         self.compiler = compiler
         self.codegen_seconds = 0.0
-        self.functions_compiled = 0
 
     def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
                        resolver: SymbolResolver | None = None) -> Handle:
@@ -77,6 +76,5 @@ class IRCompileLayer(ForwardingLayer):
             start = time.perf_counter()
             objects.append(self.compiler(module))
             self.codegen_seconds += time.perf_counter() - start
-            self.functions_compiled += sum(1 for f in module.functions if not f.is_declaration)
             names.append(module.name or "<module>")
         return self.base.add_module_set(objects, memory_manager, resolver, names=names)  # type: ignore[call-arg]

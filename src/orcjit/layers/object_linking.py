@@ -27,7 +27,7 @@ from ..arch import x86_64
 from ..errors import DuplicateDefinitionError, JITError, UnresolvedSymbolsError
 from ..executor.base import Executor
 from ..executor.in_process import InProcessExecutor
-from ..link.elf import parse_object
+from ..link.elf import SHN_UNDEF, STT_FUNC, parse_object
 from ..link.graph import build_graph
 from ..link.linker import STRONG, Binding, Definition, LinkedSet, State
 from ..link.memory import MemoryPool, SetMemoryManager
@@ -56,6 +56,7 @@ class ObjectLinkingLayer(Layer):
         self._lock = threading.RLock()
         self.link_seconds = 0.0
         self.objects_linked = 0
+        self.functions_added = 0
         self.relocations_applied = 0
 
     # -- adding ----------------------------------------------------------------
@@ -76,6 +77,8 @@ class ObjectLinkingLayer(Layer):
 
             graphs = [build_graph(obj, self.arch, names[i] if names else f"<object {i}>",
                                   keep_comdat) for i, obj in enumerate(parsed)]
+            functions = sum(1 for obj in parsed for sym in obj.symbols
+                            if sym.type == STT_FUNC and sym.shndx != SHN_UNDEF)
             linked = LinkedSet(graphs, memory_manager or self.memory_pool.create_memory_manager(),
                                resolver or self.resolver)
             linked.collect_definitions()
@@ -86,6 +89,7 @@ class ObjectLinkingLayer(Layer):
                 self._candidates.setdefault(name, []).append(definition)
             for signature in claimed:
                 self._comdats[signature] = linked
+            self.functions_added += functions
         self.link_seconds += time.perf_counter() - start
         return handle
 
