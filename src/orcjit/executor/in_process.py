@@ -168,7 +168,7 @@ class InProcessExecutor(Executor):
         return handle
 
     def lookup(self, handle: int, name: str) -> int:
-        return _dlsym(handle, name.encode()) or 0
+        return _dlsym(handle, name.encode("utf-8", "surrogateescape")) or 0
 
     # -- calls -----------------------------------------------------------
     def call(self, call: ActionCall) -> int:

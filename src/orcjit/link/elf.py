@@ -102,10 +102,26 @@ class Symbol:
     type: int
     visibility: int
     shndx: int
+    extended: bool = False   # shndx came from SHT_SYMTAB_SHNDX: a real section, never special
 
     @property
     def is_defined(self) -> bool:
         return self.shndx != SHN_UNDEF
+
+    @property
+    def section(self) -> int | None:
+        """The real section index this symbol is defined in, if any."""
+        if self.extended or 0 < self.shndx < SHN_LORESERVE:
+            return self.shndx
+        return None
+
+    @property
+    def is_absolute(self) -> bool:
+        return self.shndx == SHN_ABS and not self.extended
+
+    @property
+    def is_common(self) -> bool:
+        return self.shndx == SHN_COMMON and not self.extended
 
 
 @dataclass(slots=True)
@@ -254,16 +270,20 @@ def _read_symbols(data: bytes, sections: list[Section]) -> list[Symbol]:
     table = data[symtab.offset : symtab.offset + symtab.size]
     get_name = strings.get
     for index, (name, info, other, shndx, value, sz) in enumerate(_SYM.iter_unpack(table)):
-        if shndx == SHN_XINDEX:
+        extended = shndx == SHN_XINDEX
+        if extended:
             if index >= len(xindex):
                 raise _bad(f"symbol {index} uses SHN_XINDEX without an index table")
             shndx = xindex[index]
+            if not 0 < shndx < nsections:
+                raise _bad(f"symbol {index} has extended section index {shndx}, "
+                           f"but there are {nsections} sections")
         elif SHN_LORESERVE <= shndx and shndx not in (SHN_ABS, SHN_COMMON):
             raise _bad(f"symbol {index} has unsupported special section index {shndx:#x}")
-        if shndx < SHN_LORESERVE and shndx >= nsections:
+        elif shndx < SHN_LORESERVE and shndx >= nsections:
             raise _bad(f"symbol {index} refers to section {shndx}, but there are {nsections}")
         symbols.append(Symbol(index, get_name(name) if name else "", value, sz,
-                              info >> 4, info & 0xF, other & 0x3, shndx))
+                              info >> 4, info & 0xF, other & 0x3, shndx, extended))
     return symbols
 
 
@@ -297,7 +317,10 @@ def _read_group(data: bytes, section: Section, sections: list[Section],
             raise _bad(f"group {section.name!r} names section {member}")
     if section.info >= len(symbols):
         raise _bad(f"group {section.name!r} signature symbol {section.info} out of range")
-    signature = symbols[section.info].name
-    if symbols[section.info].type == STT_SECTION:
-        signature = sections[symbols[section.info].shndx].name
+    signature_symbol = symbols[section.info]
+    signature = signature_symbol.name
+    if signature_symbol.type == STT_SECTION:
+        if signature_symbol.section is None:
+            raise _bad(f"group {section.name!r} is signed by a section symbol of no section")
+        signature = sections[signature_symbol.section].name
     return Group(section.index, signature, bool(words[0] & GRP_COMDAT), list(words[1:]))

@@ -179,33 +179,32 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
 def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: set[int]) -> None:
     symbol_blocks = graph.symbol_blocks
     for sym in graph.symbols:
-        shndx = sym.shndx
-        block = section_blocks.get(shndx) if 0 < shndx < elf.SHN_LORESERVE else None
+        section = sym.section
+        block = section_blocks.get(section) if section is not None else None
         symbol_blocks.append(block)
         if sym.type == elf.STT_TLS:
             raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "
                                    "is not supported yet")
+        if block is not None and sym.value > block.size:
+            raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
+                                     f"its section {block.name!r}")
         if sym.bind == elf.STB_LOCAL or not sym.name:
-            if block is not None and sym.value > block.size:
-                raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
-                                         f"its section {block.name!r}")
             continue
-        if shndx == elf.SHN_COMMON:
+        if sym.is_common:
             if sym.value & (sym.value - 1):
                 raise InvalidObjectError(f"{graph.name}: COMMON symbol {sym.name!r} has "
                                          f"alignment {sym.value}, not a power of two")
             graph.commons[sym.name] = sym.index
-        elif shndx == elf.SHN_UNDEF or shndx in dropped:
+        elif section is None and not sym.is_absolute or section in dropped:
             if sym.name == "_GLOBAL_OFFSET_TABLE_":
                 graph.got_symbol = sym.index
             else:
                 graph.references[sym.name] = sym.index
-        elif block is not None or shndx == elf.SHN_ABS:
-            if block is not None and sym.value > block.size:
-                raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
-                                         f"its section {block.name!r}")
+        elif block is not None or sym.is_absolute:
             graph.definitions[sym.name] = sym.index
-        # else: a global defined in a non-allocated section: not linkable, ignored
+        else:
+            raise InvalidObjectError(f"{graph.name}: global symbol {sym.name!r} is defined in "
+                                     f"section {section}, which is not loaded")
 
 
 def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int, Block],
@@ -214,7 +213,7 @@ def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int,
     unsupported = graph.arch.UNSUPPORTED
     symbols = graph.symbols
     discarded_targets = {s.index for s in symbols
-                         if s.bind == elf.STB_LOCAL and s.shndx in dropped}
+                         if s.bind == elf.STB_LOCAL and s.section in dropped}
     for section_index, entries in obj.relocations.items():
         block = section_blocks.get(section_index)
         if block is None:

@@ -227,7 +227,7 @@ class LinkedSet:
                 elif sym.name in local:
                     append(local[sym.name].address)
                 else:
-                    append(sym.value if sym.shndx == elf.SHN_ABS else 0)
+                    append(sym.value if sym.is_absolute else 0)
             elif isinstance(binding, int):
                 append(binding)
             else:
@@ -279,6 +279,6 @@ def _flags_of(sym: elf.Symbol, strength: int) -> JITSymbolFlags:
         flags |= JITSymbolFlags.WEAK
     if sym.type in (elf.STT_FUNC, elf.STT_GNU_IFUNC):
         flags |= JITSymbolFlags.CALLABLE
-    if sym.shndx == elf.SHN_ABS:
+    if sym.is_absolute:
         flags |= JITSymbolFlags.ABSOLUTE
     return flags
