@@ -38,13 +38,8 @@ def cycle(jit: orcjit.JIT, i: int) -> None:
 
 @pytest.mark.parametrize("cycles", [600])
 def test_rss_stays_flat_over_add_remove_cycles(cycles):
-    """Everything a set took comes back on removal.
-
-    At -O0: llvmlite 0.50's -O1..-O3 pass pipeline itself keeps ~60 KB per
-    run whatever the module (measured in bench/memory_cycles.py), which would
-    hide what this test is about -- our own memory.
-    """
-    with orcjit.JIT(opt_level=0) as jit:
+    """Everything a set took comes back on removal (bench/memory_cycles.py runs 10,000)."""
+    with orcjit.JIT() as jit:
         for i in range(100):
             cycle(jit, i)
         gc.collect()
