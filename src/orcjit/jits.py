@@ -24,7 +24,8 @@ from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machin
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, optimization_pipeline
 from .signatures import to_prototype
-from .symbols import ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver
+from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
+                      SymbolResolver)
 
 
 class JIT:
@@ -43,7 +44,7 @@ class JIT:
         self.executor = executor or InProcessExecutor()
         self.definitions = DefinitionsResolver()
         self.libraries = LibraryResolver(self.executor)
-        resolvers = [self.definitions, self.libraries]
+        resolvers: list[SymbolResolver] = [self.definitions, self.libraries]
         if process_symbols:
             resolvers.append(ProcessResolver(self.executor))
         self.target_machine = create_target_machine(triple, cpu, features, opt_level,

@@ -32,6 +32,9 @@ _SCALARS: dict[str, type | None] = {
     "i64": ctypes.c_int64, "ptr": ctypes.c_void_p,
 }
 
+#: the base class of every ctypes function prototype
+CFuncPtr: type = ctypes.CFUNCTYPE(None).__mro__[1]
+
 _SIGNATURE = re.compile(r"^\s*(?P<ret>[^()]+?)\s*\((?P<args>[^()]*)\)\s*$")
 
 
@@ -72,7 +75,7 @@ def to_prototype(signature: str | type) -> type:
     """A ctypes function prototype from a C-like string or a prototype."""
     if isinstance(signature, str):
         return _parse(signature)
-    if isinstance(signature, type) and issubclass(signature, ctypes._CFuncPtr):
+    if isinstance(signature, type) and issubclass(signature, CFuncPtr):
         return signature
     raise SignatureError(f"a signature is a string like 'int(int)' or a ctypes CFUNCTYPE, "
                          f"not {signature!r}")

@@ -33,8 +33,10 @@ class JITSymbol:
 
     __slots__ = ("flags", "_address", "_materialize")
 
-    def __init__(self, address: int | Callable[[], int], flags: JITSymbolFlags = JITSymbolFlags.EXPORTED):
+    def __init__(self, address: int | Callable[[], int],
+                 flags: JITSymbolFlags = JITSymbolFlags.EXPORTED):
         self.flags = flags
+        self._materialize: Callable[[], int] | None
         if callable(address):
             self._address, self._materialize = 0, address
         else:
@@ -81,12 +83,13 @@ class DefinitionsResolver:
 
     def define(self, name: str, target: int | Callable[..., object],
                signature: str | type | None = None) -> int:
-        from .signatures import to_prototype
+        from .signatures import CFuncPtr, to_prototype
 
         if isinstance(target, int):
             address, keep = target, None
-        elif isinstance(target, ctypes._CFuncPtr):       # already a C function pointer
-            address, keep = ctypes.cast(target, ctypes.c_void_p).value or 0, target
+        elif isinstance(target, CFuncPtr):       # already a C function pointer
+            address = ctypes.cast(target, ctypes.c_void_p).value or 0  # type: ignore[arg-type]
+            keep = target
         elif callable(target):
             if signature is None:
                 raise JITError(f"defining {name!r} as a Python callable needs a signature, "

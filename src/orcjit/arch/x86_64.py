@@ -61,3 +61,95 @@ PLT_STUB_ALIGN = 8
 #: the stub's displacement field: a DELTA32 edge to the slot at this offset
 PLT_STUB_EDGE_OFFSET = 2
 PLT_STUB_EDGE_ADDEND = -4
+
+
+# -- lazy compilation: stubs, trampolines, the resolver ------------------------
+
+#: ``jmp *slot(%rip)``: an indirect stub; its pointer slot says where it goes
+STUB_SIZE = 8
+#: ``call *resolver_slot(%rip)``: a trampoline; the pushed return address names it
+TRAMPOLINE_SIZE = 8
+#: the trampoline's return address is its own address plus this
+TRAMPOLINE_RETURN_OFFSET = 6
+#: stack the resolver needs, for the callback's own use of it
+XSAVE_AREA = 4096
+
+
+def _rip_jump(opcode: bytes, address: int, slot: int) -> bytes:
+    disp = slot - (address + 6)
+    if not -(1 << 31) <= disp < (1 << 31):
+        raise ValueError("stub and slot are more than 2 GiB apart")
+    return opcode + disp.to_bytes(4, "little", signed=True) + b"\xcc\xcc"
+
+
+def stub_code(address: int, slot: int) -> bytes:
+    """``jmp *slot(%rip)`` at ``address``, padded with ``int3``."""
+    return _rip_jump(b"\xff\x25", address, slot)
+
+
+def trampoline_code(address: int, resolver_slot: int) -> bytes:
+    """``call *resolver_slot(%rip)`` at ``address``, padded with ``int3``."""
+    return _rip_jump(b"\xff\x15", address, resolver_slot)
+
+
+_SAVE_GPRS = (b"\x50\x51\x52\x56\x57"            # push rax, rcx, rdx, rsi, rdi
+              b"\x41\x50\x41\x51\x41\x52\x41\x53")  # push r8, r9, r10, r11
+_RESTORE_GPRS = (b"\x41\x5b\x41\x5a\x41\x59\x41\x58"  # pop r11, r10, r9, r8
+                 b"\x5f\x5e\x5a\x59\x58")             # pop rdi, rsi, rdx, rcx, rax
+# x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM): at most 2,688 bytes.
+# Not "everything": AMX tile data alone is 8 KB and is never an argument.
+_VECTOR_COMPONENTS = b"\xb8\xe7\x00\x00\x00\x31\xd2"   # mov eax, 0xe7; xor edx, edx
+# XRSTOR wants the 64-byte XSAVE header (at +512) clean; XSAVE fills only part of it
+_CLEAR_XSAVE_HEADER = b"\x31\xc0" + b"".join(                # xor eax, eax
+    b"\x48\x89\x84\x24" + (512 + 8 * i).to_bytes(4, "little") for i in range(8))
+
+
+def resolver_code(callback: int, xsave: bool = True) -> bytes:
+    """The one routine every trampoline calls.
+
+    It saves every register a call may pass arguments in -- rdi, rsi, rdx,
+    rcx, r8, r9, rax (the varargs vector count), r10 (static chain), r11
+    and, with ``xsave``, the vector state (x87, xmm, ymm, zmm, opmasks;
+    ``fxsave`` keeps x87 and xmm0-15 otherwise) -- calls ``callback(trampoline_return_address)``
+    (a C function returning the body's address), writes that address over
+    its own return address, restores everything and returns: into the body,
+    with the stack exactly as the original caller left it.
+    """
+    code = bytearray()
+    code += b"\x55"                      # push rbp
+    code += b"\x48\x89\xe5"              # mov rbp, rsp
+    code += _SAVE_GPRS
+    code += b"\x48\x83\xe4\xc0"          # and rsp, -64
+    code += b"\x48\x81\xec" + XSAVE_AREA.to_bytes(4, "little")   # sub rsp, XSAVE_AREA
+    if xsave:
+        code += _CLEAR_XSAVE_HEADER          # mov [rsp + 512 + 8i], rax
+        code += _VECTOR_COMPONENTS
+        code += b"\x48\x0f\xae\x24\x24"  # xsave64 [rsp]
+    else:
+        code += b"\x48\x0f\xae\x04\x24"  # fxsave64 [rsp]
+    code += b"\x48\x8b\x7d\x08"          # mov rdi, [rbp + 8]   (trampoline return address)
+    code += b"\x48\xb8" + callback.to_bytes(8, "little")   # movabs rax, callback
+    code += b"\xff\xd0"                  # call rax
+    code += b"\x48\x89\x45\x08"          # mov [rbp + 8], rax   (return into the body)
+    if xsave:
+        code += _VECTOR_COMPONENTS
+        code += b"\x48\x0f\xae\x2c\x24"  # xrstor64 [rsp]
+    else:
+        code += b"\x48\x0f\xae\x0c\x24"  # fxrstor64 [rsp]
+    code += b"\x48\x8d\x65\xb8"          # lea rsp, [rbp - 72]  (below the 9 saved registers)
+    code += _RESTORE_GPRS
+    code += b"\x5d"                      # pop rbp
+    code += b"\xc3"                      # ret
+    return bytes(code)
+
+
+def host_supports_xsave() -> bool:
+    """Whether the OS enabled XSAVE for user code (Linux reports ``xsave`` then)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "xsave" in line.split()
+    except OSError:
+        pass
+    return False

@@ -82,6 +82,10 @@ class Executor(ABC):
     def read(self, address: int, size: int) -> bytes:
         """Read bytes at an address."""
 
+    def write_pointer(self, address: int, value: int) -> None:
+        """Store an aligned 64-bit pointer in one write (threads may be reading it)."""
+        self.write(address, value.to_bytes(8, "little"))
+
     # -- symbols -------------------------------------------------------
     @abstractmethod
     def load_library(self, path: str | None) -> int:

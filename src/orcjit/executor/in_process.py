@@ -154,6 +154,12 @@ class InProcessExecutor(Executor):
         r = self._reservation(address, len(data))
         ctypes.memmove(r.write_view + (address - r.base), data, len(data))
 
+    def write_pointer(self, address: int, value: int) -> None:
+        if address % 8:
+            raise ExecutorError(f"pointer at {address:#x} is not 8-byte aligned")
+        r = self._reservation(address, 8)
+        ctypes.c_uint64.from_address(r.write_view + (address - r.base)).value = value  # one store
+
     def read(self, address: int, size: int) -> bytes:
         r = self._reservation(address, size)
         return ctypes.string_at(r.write_view + (address - r.base), size)

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 from ..arch import x86_64
 from ..errors import DuplicateDefinitionError, JITError, UnresolvedSymbolsError
@@ -60,8 +61,8 @@ class ObjectLinkingLayer(Layer):
         self.relocations_applied = 0
 
     # -- adding ----------------------------------------------------------------
-    def add_object_set(self, objects: Sequence[bytes], memory_manager: SetMemoryManager | None = None,
-                       resolver: SymbolResolver | None = None,
+    def add_object_set(self, objects: Sequence[Any], memory_manager: Any = None,
+                       resolver: SymbolResolver | None = None, *,
                        names: Sequence[str] | None = None) -> Handle:
         """Parse, check and register a set of objects; linking waits for a lookup."""
         start = time.perf_counter()
@@ -93,7 +94,11 @@ class ObjectLinkingLayer(Layer):
         self.link_seconds += time.perf_counter() - start
         return handle
 
-    add_module_set = add_object_set
+    def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
+                       resolver: SymbolResolver | None = None, *,
+                       names: Sequence[str] | None = None) -> Handle:
+        """The layer interface: for this layer, the "modules" are objects."""
+        return self.add_object_set(modules, memory_manager, resolver, names=names)
 
     def _check_duplicates(self, linked: LinkedSet) -> None:
         clashes = [name for name, d in linked.definitions.items() if d.strength == STRONG

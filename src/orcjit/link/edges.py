@@ -55,14 +55,14 @@ class EdgeKind(IntEnum):
 
 
 #: kinds that need a GOT entry for their target, and what they become
-GOT_REQUESTS = {
+GOT_REQUESTS: dict[int, EdgeKind] = {
     EdgeKind.GOT_DELTA32: EdgeKind.DELTA32,
     EdgeKind.GOT_DELTA64: EdgeKind.DELTA64,
     EdgeKind.GOT_ENTRY_FROM_GOT64: EdgeKind.DELTA64_FROM_GOT,
 }
 
 #: kinds that go through a PLT stub when the target is out of reach
-PLT_REQUESTS = {
+PLT_REQUESTS: dict[int, EdgeKind] = {
     EdgeKind.BRANCH32: EdgeKind.DELTA32,
     EdgeKind.PLT_FROM_GOT64: EdgeKind.DELTA64_FROM_GOT,
 }

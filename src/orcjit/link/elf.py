@@ -293,7 +293,7 @@ def _read_relocations(obj: ObjectFile, rela: Section, nsyms: int) -> None:
     if not 0 < rela.info < len(obj.sections):
         raise _bad(f"relocation section {rela.name!r} targets section {rela.info}")
     target = obj.sections[rela.info]
-    entries = []
+    entries: list[tuple[int, int, int, int]] = []
     append = entries.append
     data = obj.data[rela.offset : rela.offset + rela.size]
     for offset, info, addend in _RELA.iter_unpack(data):

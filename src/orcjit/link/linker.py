@@ -73,7 +73,7 @@ class LinkedSet:
     definitions: dict[str, Definition] = field(default_factory=dict)
     local_definitions: dict[str, Definition] = field(default_factory=dict)
     state: State = State.PENDING
-    error: Exception | None = None
+    error: BaseException | None = None
     initializers: list[int] = field(default_factory=list)
     finalizers: list[int] = field(default_factory=list)
     eh_frames: list[int] = field(default_factory=list)
@@ -213,7 +213,7 @@ class LinkedSet:
     def _addresses(self, graph: LinkGraph,
                    bindings: dict[str, Binding]) -> tuple[list[int], list[int]]:
         """Address and size of what each symbol of ``graph`` is bound to."""
-        addresses = []
+        addresses: list[int] = []
         append = addresses.append
         sizes = [sym.size for sym in graph.symbols]
         symbol_blocks = graph.symbol_blocks
@@ -238,7 +238,7 @@ class LinkedSet:
     def _collect_init_entries(self) -> None:
         """Read the relocated init/fini arrays in the order they must run."""
         def pointers(entries) -> list[int]:
-            out = []
+            out: list[int] = []
             for entry in sorted(entries, key=lambda e: e.priority):
                 block = entry.block
                 data = self._buffers[block.segment][block.segment_offset:

@@ -35,7 +35,7 @@ _FIXUPS: dict[int, tuple[int, struct.Struct, bool]] = {
     K.SIZE32: (_SIZE, struct.Struct("<I"), False),
 }
 # 8/16-bit absolute values may be read as signed or unsigned: either fits
-_EITHER = {K.POINTER16: (struct.Struct("<h"), struct.Struct("<H")),
+_EITHER: dict[int, tuple[struct.Struct, struct.Struct]] = {K.POINTER16: (struct.Struct("<h"), struct.Struct("<H")),
            K.POINTER8: (struct.Struct("<b"), struct.Struct("<B"))}
 
 
