@@ -17,6 +17,13 @@ def jit():
         yield j
 
 
+@pytest.fixture(params=["eager", "lazy"])
+def any_jit(request):
+    """An eager and a lazy JIT: behaviour must not depend on when code is compiled."""
+    with orcjit.JIT(lazy=request.param == "lazy") as j:
+        yield j
+
+
 @pytest.fixture
 def fixture_ir():
     """Text of tests/fixtures/NAME.ll."""

@@ -18,7 +18,7 @@ from .errors import (
     UnresolvedSymbolsError,
     UnsupportedError,
 )
-from .jits import JIT
+from .jits import JIT, LazyJIT
 from .layers.base import Handle
 from .symbols import JITSymbol, JITSymbolFlags
 
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "JIT",
+    "LazyJIT",
     "Handle",
     "JITSymbol",
     "JITSymbolFlags",

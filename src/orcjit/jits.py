@@ -19,7 +19,9 @@ from .errors import JITError
 from .executor.base import Executor
 from .executor.in_process import InProcessExecutor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
-from .layers.base import Handle
+from .layers.base import Handle, Layer
+from .layers.compile_on_demand import CompileOnDemandLayer
+from .lazy import CompileCallbackManager, IndirectStubsManager
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, optimization_pipeline
@@ -40,7 +42,8 @@ class JIT:
     def __init__(self, *, opt_level: int = 2, triple: str | None = None, cpu: str | None = None,
                  features: str | None = None, code_model: str = "small",
                  reloc_model: str = "pic", executor: Executor | None = None,
-                 process_symbols: bool = True):
+                 process_symbols: bool = True, lazy: bool = False,
+                 indirection: str = "double"):
         self.executor = executor or InProcessExecutor()
         self.definitions = DefinitionsResolver()
         self.libraries = LibraryResolver(self.executor)
@@ -53,6 +56,15 @@ class JIT:
         self.compiler = IRCompileLayer(self.linker, SimpleCompiler(self.target_machine))
         self.optimizer = IRTransformLayer(self.compiler,
                                           optimization_pipeline(self.target_machine, opt_level))
+        self.top: Layer = self.optimizer
+        self.lazy: CompileOnDemandLayer | None = None
+        if lazy:
+            pool = self.linker.memory_pool
+            self.lazy = CompileOnDemandLayer(self.optimizer, IndirectStubsManager(pool),
+                                             CompileCallbackManager(pool),
+                                             resolver=self.linker.resolver,
+                                             indirection=indirection)
+            self.top = self.lazy
         self.opt_level = opt_level
         self._parse_seconds = 0.0
         self._add_seconds = 0.0
@@ -70,11 +82,12 @@ class JIT:
         module = parse_ir(source, name)
         self._parse_seconds += time.perf_counter() - start
         try:
-            handle = self.optimizer.add_module_set([module])
-            self._emit(handle)
+            handle = self.top.add_module_set([module])
+            if self.lazy is None:
+                self._emit(handle)
         finally:
             if owns_context(module):
-                dispose(module)         # compiled: the object is all we keep
+                dispose(module)         # compiled (or cut into text): nothing else needs it
             self._add_seconds += time.perf_counter() - start
         return handle
 
@@ -99,13 +112,16 @@ class JIT:
     def remove(self, handle: Handle) -> None:
         """Run the set's destructors and free all its memory."""
         self._check_open()
-        self.linker.remove_object_set(handle)
+        if self.lazy is not None and handle in self.lazy.handles():
+            self.lazy.remove_module_set(handle)
+        else:
+            self.linker.remove_object_set(handle)
 
     # -- symbols ------------------------------------------------------------------
     def address(self, name: str) -> int:
         """Address of a JIT'd symbol, or 0 if none is defined."""
         self._check_open()
-        return self.linker.get_symbol_address(name, exported_symbols_only=False)
+        return self.top.get_symbol_address(name, exported_symbols_only=False)
 
     def lookup(self, name: str, signature: str | type) -> Callable[..., Any]:
         """A ctypes callable for a JIT'd function; raises JITError if it is not defined."""
@@ -143,6 +159,10 @@ class JIT:
     def stats(self) -> dict[str, float | int]:
         """Where the time went, in seconds, plus counts."""
         parse = self._parse_seconds
+        total = self._add_seconds
+        if self.lazy is not None:
+            parse += self.lazy.parse_seconds
+            total += self.lazy.compile_seconds
         optimize = self.optimizer.transform_seconds
         codegen = self.compiler.codegen_seconds
         link = self.linker.link_seconds
@@ -151,9 +171,10 @@ class JIT:
             "optimize_seconds": optimize,
             "codegen_seconds": codegen,
             "link_seconds": link,
-            "overhead_seconds": max(0.0, self._add_seconds - parse - optimize - codegen - link),
-            "total_seconds": self._add_seconds,
-            "functions_compiled": self.linker.functions_added,
+            "overhead_seconds": max(0.0, total - parse - optimize - codegen - link),
+            "total_seconds": total,
+            "functions_compiled": (self.lazy.functions_compiled if self.lazy is not None
+                                   else self.linker.functions_added),
             "objects_linked": self.linker.objects_linked,
             "relocations_applied": self.linker.relocations_applied,
         }
@@ -167,6 +188,9 @@ class JIT:
         """Remove every set (running destructors) and release JIT memory."""
         if not self._closed:
             self._closed = True
+            if self.lazy is not None:
+                for handle in reversed(self.lazy.handles()):
+                    self.lazy.remove_module_set(handle)
             self.linker.close()
             self.executor.close()
 
@@ -175,3 +199,10 @@ class JIT:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LazyJIT(JIT):
+    """A JIT that compiles each function on its first call (``JIT(lazy=True)``)."""
+
+    def __init__(self, **options: Any):
+        super().__init__(lazy=True, **options)

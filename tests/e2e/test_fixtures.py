@@ -9,7 +9,8 @@ import pytest
 import orcjit
 
 
-def test_cxx_exceptions_cross_jitted_frames(jit, fixture_ir):
+def test_cxx_exceptions_cross_jitted_frames(any_jit, fixture_ir):
+    jit = any_jit
     jit.add_ir(fixture_ir("cxx_exceptions"))
     throw_and_catch = jit.lookup("throw_and_catch", "int(int)")
     assert [throw_and_catch(n) for n in (4, 2, 3, 1, 0, -5)] == [1004, 1002, 2003, 2001, 0, -10]
@@ -17,7 +18,8 @@ def test_cxx_exceptions_cross_jitted_frames(jit, fixture_ir):
     assert jit.lookup("unwind_through_dtors", "int(int)")(10) == 10
 
 
-def test_cxx_exceptions_from_bitcode_after_reload(jit, fixture_ir):
+def test_cxx_exceptions_from_bitcode_after_reload(any_jit, fixture_ir):
+    jit = any_jit
     """eh-frames are deregistered on removal and registered again for the new copy."""
     from tests.conftest import FIXTURES
     for _ in range(3):
@@ -26,7 +28,8 @@ def test_cxx_exceptions_from_bitcode_after_reload(jit, fixture_ir):
         jit.remove(handle)
 
 
-def test_constructor_and_destructor_order(jit, fixture_ir):
+def test_constructor_and_destructor_order(any_jit, fixture_ir):
+    jit = any_jit
     log = []
     jit.define("record", lambda c: log.append(c.decode()), "void(char)")
     handle = jit.add_ir(fixture_ir("ctors_dtors"))
@@ -36,7 +39,8 @@ def test_constructor_and_destructor_order(jit, fixture_ir):
     assert "".join(log) == "ABCcba"
 
 
-def test_cxx_globals_and_local_statics_destroyed_at_removal(jit, fixture_ir):
+def test_cxx_globals_and_local_statics_destroyed_at_removal(any_jit, fixture_ir):
+    jit = any_jit
     log = []
     jit.define("record", lambda c: log.append(c.decode()), "void(char)")
     handle = jit.add_ir(fixture_ir("ctors_dtors_cxx"))
@@ -64,7 +68,8 @@ def test_destructors_run_when_the_jit_closes(fixture_ir):
     (["weak_c", "weak_a"], 3),
     (["weak_a", "weak_c", "weak_b"], 2),
 ])
-def test_weak_definitions(jit, fixture_ir, order, expected):
+def test_weak_definitions(any_jit, fixture_ir, order, expected):
+    jit = any_jit
     for name in order:
         jit.add_ir(fixture_ir(name))
     assert jit.lookup("which", "int()")() == expected
@@ -72,7 +77,8 @@ def test_weak_definitions(jit, fixture_ir, order, expected):
     assert jit.lookup(caller, "int()")() == expected
 
 
-def test_removing_the_strong_definition_falls_back_to_the_weak_one(jit, fixture_ir):
+def test_removing_the_strong_definition_falls_back_to_the_weak_one(any_jit, fixture_ir):
+    jit = any_jit
     jit.add_ir(fixture_ir("weak_a"))
     strong = jit.add_ir(fixture_ir("weak_b"))
     call_which_a = jit.lookup("call_which_a", "int()")
@@ -81,7 +87,8 @@ def test_removing_the_strong_definition_falls_back_to_the_weak_one(jit, fixture_
     assert call_which_a() == 1
 
 
-def test_comdat_groups_are_shared_between_sets(jit, fixture_ir):
+def test_comdat_groups_are_shared_between_sets(any_jit, fixture_ir):
+    jit = any_jit
     jit.add_ir(fixture_ir("comdat_a"))
     jit.add_ir(fixture_ir("comdat_b"))
     a_bump = jit.lookup("comdat_a_bump", "int()")
@@ -91,7 +98,8 @@ def test_comdat_groups_are_shared_between_sets(jit, fixture_ir):
     assert jit.lookup("comdat_b_twice", "int(int)")(-4) == -8
 
 
-def test_common_symbols_are_merged(jit, fixture_ir):
+def test_common_symbols_are_merged(any_jit, fixture_ir):
+    jit = any_jit
     jit.add_ir(fixture_ir("common_a"))
     jit.add_ir(fixture_ir("common_b"))
     jit.lookup("common_inc_a", "void()")()
@@ -100,7 +108,8 @@ def test_common_symbols_are_merged(jit, fixture_ir):
     assert jit.lookup("common_get_a", "int()")() == 11
 
 
-def test_libc_and_libm_calls(jit, fixture_ir, capfd):
+def test_libc_and_libm_calls(any_jit, fixture_ir, capfd):
+    jit = any_jit
     jit.add_ir(fixture_ir("libc_calls"))
     assert jit.lookup("print_hello", "int()")() == 17
     assert "hello from JIT 7" in capfd.readouterr().out
@@ -111,7 +120,8 @@ def test_libc_and_libm_calls(jit, fixture_ir, capfd):
     assert jit.lookup("libm_combo", "double(double, double)")(0.5, 2.0) == 1.8936391009772982
 
 
-def test_function_pointer_tables_and_relative_lookup_tables(jit, fixture_ir):
+def test_function_pointer_tables_and_relative_lookup_tables(any_jit, fixture_ir):
+    jit = any_jit
     jit.add_ir(fixture_ir("static_tables"))
     apply_op = jit.lookup("apply_op", "int(int, int, int)")
     assert [apply_op(i, 7, 5) for i in range(5)] == [12, 2, 35, 7, -1]
@@ -121,12 +131,14 @@ def test_function_pointer_tables_and_relative_lookup_tables(jit, fixture_ir):
     assert [next_id(), next_id()] == [100, 101]
 
 
-def test_thread_local_storage_is_refused_clearly(jit, fixture_ir):
+def test_thread_local_storage_is_refused_clearly(any_jit, fixture_ir):
+    jit = any_jit
     with pytest.raises(orcjit.UnsupportedError, match="thread-local storage"):
         jit.add_ir(fixture_ir("tls"))
 
 
-def test_python_callback_called_from_another_thread(jit):
+def test_python_callback_called_from_another_thread(any_jit):
+    jit = any_jit
     """ctypes callbacks take the GIL, also when JIT'd code runs on a worker thread."""
     seen = []
     jit.define("py_note", lambda x: seen.append(x) or x + 1, "int(int)")

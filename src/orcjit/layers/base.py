@@ -86,3 +86,7 @@ class ForwardingLayer(Layer):
     def emit(self, handle: Handle) -> None:
         """Finalise a set now (errors surface here rather than at first lookup)."""
         self.base.emit(handle)  # type: ignore[attr-defined]
+
+    def dso_handle_of(self, handle: Handle) -> int:
+        """The set's ``__dso_handle``: where its atexit registrations are filed."""
+        return self.base.dso_handle_of(handle)  # type: ignore[attr-defined, no-any-return]

@@ -147,6 +147,11 @@ class ObjectLinkingLayer(Layer):
                 return None
             return self._symbol(definition)
 
+    def dso_handle_of(self, handle: Handle) -> int:
+        """The ``__dso_handle`` address of a linked set (0 before it is linked)."""
+        linked = self._sets.get(handle)
+        return linked.dso_handle if linked and linked.state is State.FINALIZED else 0
+
     def defined_names(self, handle: Handle) -> list[str]:
         """Global names one set defines."""
         return list(self._sets[handle].definitions)
@@ -230,6 +235,9 @@ class ObjectLinkingLayer(Layer):
                         missing.add(name)
                     address = 0
                 table[name] = address
+            shared_dso = getattr(resolver, "dso_handle", 0)
+            if shared_dso and linked.references_dso_handle:
+                table["__dso_handle"] = shared_dso
             bindings[id(linked)] = table
         if missing:
             raise UnresolvedSymbolsError(missing)

@@ -117,17 +117,23 @@ class LinkedSet:
         return Definition(self, graph, index, COMMON, JITSymbolFlags.EXPORTED | JITSymbolFlags.COMMON)
 
     def _define_dso_handle(self) -> None:
-        """Each set is its own "DSO": ``__cxa_atexit`` registrations name it."""
-        if "__dso_handle" in self.definitions:
+        """Each set is its own "DSO": ``__cxa_atexit`` registrations name it.
+
+        Sets that belong to another's DSO (the partitions of one lazily
+        compiled module) get its address from their resolver instead.
+        """
+        if "__dso_handle" in self.definitions or not self.graphs:
             return
-        for graph in self.graphs:
-            if "__dso_handle" in graph.references:
-                block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
-                graph.blocks.append(block)
-                index = graph.add_symbol("__dso_handle", block, 0)
-                self.local_definitions["__dso_handle"] = Definition(self, graph, index, STRONG,
-                                                                    JITSymbolFlags.NONE)
-                return
+        graph = self.graphs[0]
+        block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
+        graph.blocks.append(block)
+        index = graph.add_symbol("__dso_handle", block, 0)
+        self.local_definitions["__dso_handle"] = Definition(self, graph, index, STRONG,
+                                                            JITSymbolFlags.NONE)
+
+    @property
+    def references_dso_handle(self) -> bool:
+        return any("__dso_handle" in graph.references for graph in self.graphs)
 
     def referenced_names(self) -> set[str]:
         """Every global name this set's code may bind to something."""

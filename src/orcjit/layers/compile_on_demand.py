@@ -1,0 +1,257 @@
+"""CompileOnDemandLayer: a stub per function, a body compiled on first call.
+
+Adding a module set is cheap: each module is printed once and cut into
+items (see :mod:`.partition`); its global variables go down at once as one
+partition; every function gets an indirect stub -- *the* function's address
+for everyone, so function-pointer equality holds -- whose pointer leads to
+a compile callback. The first call through the stub builds that function's
+partition, hands it to the layer below, points the stub at the body and
+continues into it. Later calls go stub -> body.
+
+Concurrency: each function has its own lock, held only while that function
+is compiled; many threads may trigger compilation at once, each body is
+compiled once and every caller continues into it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DuplicateDefinitionError, JITError
+from ..frontends.ir import dispose, owns_context, parse_ir
+from ..lazy import CompileCallbackManager, IndirectStubsManager
+from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
+from .base import Handle, Layer
+from .partition import ModuleText
+
+INDIRECTIONS = ("double",)
+
+
+@dataclass(eq=False)
+class _LazyFunction:
+    """One function of a set: its stub, and its body once compiled."""
+
+    owner: _LazySet
+    module: ModuleText
+    ir_name: str                 # as printed ('@name')
+    stub_name: str
+    body_name: str
+    strong: bool                 # external linkage; weak and linkonce ones are not
+    trampoline: int = 0
+    body: int = 0
+    handle: Handle | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(eq=False)
+class _LazySet:
+    modules: list[ModuleText]
+    resolver: _SetResolver
+    functions: dict[str, _LazyFunction] = field(default_factory=dict)    # by stub name
+    globals_handles: list[Handle] = field(default_factory=list)
+    removed: bool = False
+
+
+class _SetResolver:
+    """How partitions find names: our stubs first, then the set's resolver.
+
+    It also names the set's DSO -- that of its globals partition -- so that
+    destructors registered by any partition run when the set is removed,
+    while its functions still exist.
+    """
+
+    def __init__(self, layer: CompileOnDemandLayer, fallback: SymbolResolver):
+        self.layer, self.fallback = layer, fallback
+        self.globals_handle: Handle | None = None
+
+    @property
+    def dso_handle(self) -> int:
+        if self.globals_handle is None:
+            return 0
+        return self.layer.base.dso_handle_of(self.globals_handle)  # type: ignore[attr-defined, no-any-return]
+
+    def lookup(self, name: str) -> int | None:
+        stub = self.layer.stubs.find_stub(name)
+        return stub if stub else self.fallback.lookup(name)
+
+
+class CompileOnDemandLayer(Layer):
+    """Splits modules into per-function partitions compiled on first call."""
+
+    _set_ids = itertools.count(1)
+
+    def __init__(self, base: Layer, stubs: IndirectStubsManager,
+                 callbacks: CompileCallbackManager, resolver: SymbolResolver,
+                 indirection: str = "double"):
+        if indirection not in INDIRECTIONS:
+            raise ValueError(f"indirection must be one of {INDIRECTIONS}, not {indirection!r}")
+        self.base = base
+        self.stubs = stubs
+        self.callbacks = callbacks
+        self.resolver = resolver
+        self.indirection = indirection
+        self._sets: dict[Handle, _LazySet] = {}
+        self._candidates: dict[str, list[_LazyFunction]] = {}   # stub name -> definitions
+        self._lock = threading.RLock()
+        self.functions_compiled = 0
+        self.partition_seconds = 0.0    # cutting and assembling text (ours)
+        self.parse_seconds = 0.0        # LLVM parsing partitions
+        self.compile_seconds = 0.0      # everything done on first calls
+
+    # -- adding ------------------------------------------------------------------
+    def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
+                       resolver: SymbolResolver | None = None) -> Handle:
+        start = time.perf_counter()
+        texts = []
+        for module in modules:
+            text = str(module)
+            if owns_context(module):
+                dispose(module)
+            cut = ModuleText.parse(text)
+            cut.promote_locals(f".orc{next(self._set_ids)}")
+            texts.append(cut)
+        lazy = _LazySet(texts, _SetResolver(self, resolver or self.resolver))
+        with self._lock:
+            clashes = []
+            for cut in texts:
+                for ir_name in cut.defined_functions():
+                    stub_name = cut.stub_name(ir_name)
+                    strong = cut.functions[ir_name].linkage in ("", "external")
+                    if stub_name in lazy.functions:
+                        if strong and lazy.functions[stub_name].strong:
+                            clashes.append(stub_name)
+                        continue
+                    if strong and any(c.strong for c in self._candidates.get(stub_name, ())):
+                        clashes.append(stub_name)
+                        continue
+                    lazy.functions[stub_name] = _LazyFunction(
+                        lazy, cut, ir_name, stub_name, cut.body_name(ir_name), strong)
+            if clashes:
+                raise DuplicateDefinitionError(clashes)
+            for function in lazy.functions.values():
+                function.trampoline = self.callbacks.get_compile_callback(
+                    functools.partial(self._compile, function))
+                self._candidates.setdefault(function.stub_name, []).append(function)
+                self._point_stub(function.stub_name)
+            handle = Handle()
+            self._sets[handle] = lazy
+        self.partition_seconds += time.perf_counter() - start
+        try:
+            for cut in texts:
+                if cut.globals:
+                    globals_handle = self.base.add_module_set(
+                        [parse_ir(cut.globals_partition())], None, lazy.resolver)
+                    lazy.globals_handles.append(globals_handle)
+                    if lazy.resolver.globals_handle is None:
+                        lazy.resolver.globals_handle = globals_handle
+                    self.base.emit(globals_handle)   # type: ignore[attr-defined]  # constructors run now
+        except BaseException:
+            self.remove_module_set(handle)
+            raise
+        return handle
+
+    def _winner(self, stub_name: str) -> _LazyFunction | None:
+        """A strong definition beats weak ones; otherwise the first added wins."""
+        candidates = self._candidates.get(stub_name)
+        if not candidates:
+            return None
+        return next((c for c in candidates if c.strong), candidates[0])
+
+    def _point_stub(self, stub_name: str) -> None:
+        """Make the stub lead to its winner's body, or to its compile callback."""
+        winner = self._winner(stub_name)
+        if winner is None:
+            self.stubs.remove_stub(stub_name)
+            return
+        target = winner.body or winner.trampoline
+        if stub_name in self.stubs:
+            self.stubs.update_pointer(stub_name, target)
+        else:
+            self.stubs.create_stub(stub_name, target)
+
+    # -- compiling on first call -------------------------------------------------
+    def _compile(self, function: _LazyFunction) -> int:
+        with function.lock:
+            if function.body:
+                return function.body
+            if function.owner.removed:
+                raise JITError(f"{function.stub_name} was called after its set was removed")
+            start = time.perf_counter()
+            text = function.module.function_partition(function.ir_name)
+            parsed = time.perf_counter()
+            module = parse_ir(text, name=function.stub_name)
+            self.partition_seconds += parsed - start
+            self.parse_seconds += time.perf_counter() - parsed
+            handle = self.base.add_module_set([module], None, function.owner.resolver)
+            try:
+                body = self.base.lookup_symbol_address_in(handle, function.body_name,
+                                                          exported_symbols_only=False)
+                if not body:
+                    raise JITError(f"compiled partition of {function.stub_name} has no body")
+            except BaseException:
+                self.base.remove_module_set(handle)
+                raise
+            function.handle, function.body = handle, body
+            with self._lock:
+                if self._winner(function.stub_name) is function:
+                    self.stubs.update_pointer(function.stub_name, body)
+            self.functions_compiled += 1
+            self.compile_seconds += time.perf_counter() - start
+        self.callbacks.release(function.trampoline)
+        return body
+
+    # -- symbols -------------------------------------------------------------------
+    def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
+        if name in self._candidates:
+            return JITSymbol(self.stubs.find_stub(name),
+                             JITSymbolFlags.EXPORTED | JITSymbolFlags.CALLABLE)
+        return self.base.find_symbol(name, exported_symbols_only)
+
+    def find_symbol_in(self, handle: Handle, name: str,
+                       exported_symbols_only: bool = True) -> JITSymbol | None:
+        lazy = self._sets.get(handle)
+        if lazy is None:
+            return None
+        if name in lazy.functions:
+            return self.find_symbol(name)
+        for globals_handle in lazy.globals_handles:
+            symbol = self.base.find_symbol_in(globals_handle, name, exported_symbols_only)
+            if symbol is not None:
+                return symbol
+        return None
+
+    def is_compiled(self, name: str) -> bool:
+        function = self._winner(name)
+        return bool(function and function.body)
+
+    # -- removal -------------------------------------------------------------------
+    def remove_module_set(self, handle: Handle) -> None:
+        with self._lock:
+            lazy = self._sets.pop(handle, None)
+            if lazy is None:
+                raise JITError(f"unknown or already removed handle {handle!r}")
+            # globals first: their destructors may still call the set's functions
+            for globals_handle in lazy.globals_handles:
+                self.base.remove_module_set(globals_handle)
+            lazy.removed = True
+            for function in lazy.functions.values():
+                with function.lock:
+                    if function.handle is not None:
+                        self.base.remove_module_set(function.handle)
+                    else:
+                        self.callbacks.release(function.trampoline)
+                    function.handle, function.body = None, 0
+                    candidates = self._candidates[function.stub_name]
+                    candidates.remove(function)
+                    if not candidates:
+                        del self._candidates[function.stub_name]
+                    self._point_stub(function.stub_name)
+
+    def handles(self) -> list[Handle]:
+        return list(self._sets)

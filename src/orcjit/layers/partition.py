@@ -1,0 +1,283 @@
+"""Split a module into per-function partitions by slicing its printed text.
+
+llvmlite cannot move a function from one module to another, so a module is
+printed once and its text is cut into top-level items. A partition is then
+assembled from pieces only: the header and types, the one function (renamed
+to its body name), declarations of exactly what it references, the
+attribute groups and the metadata it reaches. Nothing copies the whole
+module per function; building a partition costs in proportion to the
+function and the names it uses.
+
+Internal and private symbols that several partitions share are promoted to
+hidden globals with names unique to the module set; debug info is dropped
+from partitions (it would drag in the whole compile unit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# a global name as LLVM prints it: @name, @"quoted name", @123
+_GLOBAL = r'@(?:[-a-zA-Z$._][-a-zA-Z$._0-9]*|"(?:[^"\\]|\\.)*"|\d+)'
+_GLOBAL_RE = re.compile(_GLOBAL)
+_METADATA_REF = re.compile(r"!(\d+)\b")
+_DEBUG_ATTACHMENT = re.compile(r",? !dbg !\d+")
+_LINKAGES = {"private", "internal", "available_externally", "linkonce", "weak", "common",
+             "appending", "extern_weak", "linkonce_odr", "weak_odr", "external"}
+_LOCAL_LINKAGES = {"private", "internal"}
+_DISCARDABLE = {"linkonce": "weak", "linkonce_odr": "weak_odr"}
+BODY_SUFFIX = ".orc_body"
+
+
+@dataclass(slots=True)
+class FunctionItem:
+    """A function definition: its name token, header line and full text."""
+
+    name: str            # as printed, with '@'
+    header: str          # "define ... {"
+    text: str            # the whole definition, header to closing brace
+    linkage: str         # "" for external
+    references: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GlobalItem:
+    """A global variable, alias or ifunc line."""
+
+    name: str
+    line: str
+    linkage: str
+
+
+@dataclass
+class ModuleText:
+    """A printed module cut into its top-level items."""
+
+    header: list[str]
+    types: list[str]
+    comdats: dict[str, str]
+    globals: dict[str, GlobalItem]
+    functions: dict[str, FunctionItem]
+    declarations: dict[str, str]
+    attributes: list[str]
+    metadata: dict[str, str]            # "!N" -> line
+    named_metadata: list[str]
+    module_asm: list[str]
+    renames: dict[str, str] = field(default_factory=dict)   # promoted local names
+
+    # -- cutting ------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str) -> ModuleText:
+        mod = cls([], [], {}, {}, {}, {}, [], {}, [], [])
+        lines = text.split("\n")
+        i, n = 0, len(lines)
+        while i < n:
+            line = lines[i]
+            if line.startswith("define "):
+                start = i
+                while i < n and lines[i] != "}":
+                    i += 1
+                item_text = "\n".join(lines[start:i + 1])
+                name = _defined_name(line)
+                mod.functions[name] = FunctionItem(name, line, item_text, _linkage_of(line, "define"))
+            elif line.startswith("declare "):
+                mod.declarations[_defined_name(line)] = line
+            elif line.startswith("@"):
+                name = _GLOBAL_RE.match(line).group(0)  # type: ignore[union-attr]
+                rest = line[len(name):].lstrip(" =")
+                mod.globals[name] = GlobalItem(name, line, rest.split(" ", 1)[0]
+                                               if rest.split(" ", 1)[0] in _LINKAGES else "")
+            elif line.startswith("%") and " = type " in line:
+                mod.types.append(line)
+            elif line.startswith("$") and " = comdat " in line:
+                mod.comdats[line.split(" ", 1)[0]] = line
+            elif line.startswith("attributes #"):
+                mod.attributes.append(line)
+            elif line.startswith("!") and line[1:2].isdigit():
+                mod.metadata[line.split(" ", 1)[0]] = line
+            elif line.startswith("!"):
+                if not line.startswith("!llvm.dbg.cu"):
+                    mod.named_metadata.append(line)
+            elif line.startswith(("target ", "source_filename")):
+                mod.header.append(line)
+            elif line.startswith("module asm"):
+                mod.module_asm.append(line)
+            i += 1
+        return mod
+
+    def promote_locals(self, suffix: str) -> None:
+        """Give internal/private symbols hidden, set-unique names."""
+        for name, item in list(self.functions.items()) + list(self.globals.items()):
+            if item.linkage in _LOCAL_LINKAGES and not name.startswith("@llvm."):
+                self.renames[name] = _suffixed(name, suffix)
+
+    # -- assembling ----------------------------------------------------------
+    def rename(self, text: str) -> str:
+        if not self.renames:
+            return text
+        renames = self.renames
+        return _GLOBAL_RE.sub(lambda m: renames.get(m.group(0), m.group(0)), text)
+
+    def stub_name(self, name: str) -> str:
+        """The symbol name a function's stub is known by (without '@', unquoted)."""
+        return _bare(self.renames.get(name, name))
+
+    def body_name(self, name: str) -> str:
+        return _bare(_suffixed(self.renames.get(name, name), BODY_SUFFIX))
+
+    def defined_functions(self) -> list[str]:
+        return [name for name, item in self.functions.items()
+                if item.linkage != "available_externally"]
+
+    def function_partition(self, name: str) -> str:
+        """IR text of a module that defines only ``name``'s body."""
+        item = self.functions[name]
+        body = _strip_debug(self.rename(item.text))
+        header, rest = body.split("\n", 1) if "\n" in body else (body, "")
+        header = _as_hidden_definition(header, self.rename(name),
+                                       _suffixed(self.rename(name), BODY_SUFFIX))
+        body = header + "\n" + rest
+        references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
+        references.discard(_suffixed(self.rename(name), BODY_SUFFIX))
+        return self._assemble(body, references, extra_comdats=())
+
+    def globals_partition(self) -> str:
+        """IR text of a module with every global variable (and alias) of the module."""
+        lines, comdats = [], []
+        for item in self.globals.values():
+            if item.linkage == "available_externally":
+                continue                  # a copy for inlining, defined elsewhere
+            line = self.rename(item.line)
+            if item.linkage in _LOCAL_LINKAGES and not item.name.startswith("@llvm."):
+                line = _replace_linkage(line, item.linkage, "hidden")
+            elif item.linkage in _DISCARDABLE:
+                # partitions use it by name: it must survive optimisation unused
+                line = _replace_linkage(line, item.linkage, _DISCARDABLE[item.linkage])
+            lines.append(_strip_debug(line))
+            comdats.extend(re.findall(r"comdat\((\$[^)]+)\)", line))
+            if re.search(r"comdat(?!\()", line):
+                comdats.append("$" + _bare(item.name))
+        body = "\n".join(lines)
+        references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
+        references -= {self.rename(name) for name in self.globals}
+        return self._assemble(body, references, extra_comdats=comdats)
+
+    def _assemble(self, body: str, references: set[str], extra_comdats) -> str:
+        out = list(self.header)
+        out += self.types
+        out += [self.comdats[c] for c in dict.fromkeys(extra_comdats) if c in self.comdats]
+        out += self.module_asm
+        originals = {self.rename(n): n for n in list(self.functions) + list(self.globals)}
+        for ref in sorted(references):
+            original = originals.get(ref, ref)
+            if original in self.functions:
+                out.append(_declaration(self.rename(self.functions[original].header)))
+            elif original in self.globals:
+                out.append(f"{ref} = external global i8")
+            elif original in self.declarations:
+                out.append(self.declarations[original])
+        out.append(body)
+        out += self.attributes
+        out += self._metadata_closure("\n".join(out))
+        return "\n".join(out) + "\n"
+
+    def _metadata_closure(self, text: str) -> list[str]:
+        wanted = list(self.named_metadata)
+        seen: set[str] = set()
+        todo = [m.group(0) for m in _METADATA_REF.finditer(text + "\n".join(wanted))]
+        while todo:
+            ref = todo.pop()
+            if ref in seen or ref not in self.metadata:
+                continue
+            seen.add(ref)
+            line = self.metadata[ref]
+            todo.extend(m.group(0) for m in _METADATA_REF.finditer(line))
+        return wanted + [self.metadata[r] for r in sorted(seen, key=lambda r: int(r[1:]))]
+
+
+def _bare(name: str) -> str:
+    """'@foo' -> 'foo'; '@"a b"' -> 'a b'."""
+    name = name[1:]
+    if name.startswith('"'):
+        name = name[1:-1]
+    return name
+
+
+def _suffixed(name: str, suffix: str) -> str:
+    if name.startswith('@"'):
+        return name[:-1] + suffix + '"'
+    if name[1:].isdigit():
+        return f'@"{name[1:]}{suffix}"'
+    return name + suffix
+
+
+def _defined_name(line: str) -> str:
+    """The @name of a define/declare line (the first global token before '(')."""
+    for match in _GLOBAL_RE.finditer(line):
+        if line[match.end():match.end() + 1] == "(":
+            return match.group(0)
+    raise ValueError(f"no function name in {line[:80]!r}")
+
+
+def _linkage_of(header: str, keyword: str) -> str:
+    words = header[len(keyword):].split()
+    return next((w for w in words[:3] if w in _LINKAGES), "")
+
+
+def _replace_linkage(line: str, linkage: str, replacement: str) -> str:
+    return re.sub(rf"(?<=[ =])\b{linkage}\b", replacement, line, count=1)
+
+
+def _argument_list_end(header: str, name_end: int) -> int:
+    """Index just past the ')' closing the argument list that starts at ``name_end``."""
+    depth, i, n = 0, name_end, len(header)
+    while i < n:
+        c = header[i]
+        if c == '"':
+            i = header.index('"', i + 1)
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ValueError(f"unbalanced argument list in {header[:80]!r}")
+
+
+def _split_header(header: str) -> tuple[str, str, str]:
+    """(prefix up to the name, name + arguments, suffix) of a define/declare line."""
+    name = _defined_name(header)
+    start = header.index(name + "(")
+    end = _argument_list_end(header, start + len(name))
+    return header[:start], header[start:end], header[end:]
+
+
+_DECLARATION_SUFFIX = re.compile(r"(?:unnamed_addr|local_unnamed_addr|#\d+|align \d+|addrspace\(\d+\))")
+
+
+def _declaration(header: str) -> str:
+    """A ``declare`` line from a ``define`` header (linkage, comdat, personality, ... dropped)."""
+    prefix, signature, suffix = _split_header(header.rstrip(" {"))
+    words = [w for w in prefix.split()[1:] if w not in _LINKAGES]
+    kept = " ".join(_DECLARATION_SUFFIX.findall(suffix))
+    return " ".join(["declare", *words, signature, kept]).rstrip()
+
+
+def _as_hidden_definition(header: str, name: str, body_name: str) -> str:
+    """The function's header as an external hidden definition named ``body_name``."""
+    prefix, signature, suffix = _split_header(header)
+    words = [w for w in prefix.split()[1:] if w not in _LINKAGES
+             and w not in ("hidden", "protected", "default", "dso_preemptable")]
+    signature = body_name + signature[len(name):]
+    suffix = re.sub(r"\s*comdat(?:\(\$[^)]*\))?", "", suffix)
+    return " ".join(["define", "hidden", *words, signature]) + suffix
+
+
+def _strip_debug(text: str) -> str:
+    if "!dbg" not in text and "#dbg_" not in text and "llvm.dbg." not in text:
+        return text
+    kept = [line for line in text.split("\n")
+            if not line.lstrip().startswith("#dbg_") and "@llvm.dbg." not in line]
+    return _DEBUG_ATTACHMENT.sub("", "\n".join(kept))
