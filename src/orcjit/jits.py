@@ -109,6 +109,32 @@ class JIT:
             self.linker.remove_object_set(handle)
             raise
 
+    def replace(self, handle: Handle, source: IRSource) -> None:
+        """Swap in new bodies for the functions of a set while it runs (lazy JITs).
+
+        Each call runs the old body or the new one; global variables the set
+        already has keep their values. Old bodies are kept until
+        :meth:`release_replaced` or :meth:`remove`, since a thread may still
+        be inside one.
+        """
+        self._check_open()
+        if self.lazy is None:
+            raise JITError("replace() needs a lazy JIT (JIT(lazy=True)): only calls "
+                           "through stubs can be redirected")
+        module = parse_ir(source)
+        try:
+            self.lazy.replace(handle, [module])
+        finally:
+            if owns_context(module):
+                dispose(module)
+
+    def release_replaced(self, handle: Handle) -> int:
+        """Free bodies retired by :meth:`replace` -- once no thread can be running them."""
+        self._check_open()
+        if self.lazy is None:
+            return 0
+        return self.lazy.release_replaced(handle)
+
     def remove(self, handle: Handle) -> None:
         """Run the set's destructors and free all its memory."""
         self._check_open()

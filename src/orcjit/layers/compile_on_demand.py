@@ -53,8 +53,12 @@ class _LazyFunction:
 class _LazySet:
     modules: list[ModuleText]
     resolver: _SetResolver
+    suffix: str                  # makes the set's promoted local names unique
     functions: dict[str, _LazyFunction] = field(default_factory=dict)    # by stub name
     globals_handles: list[Handle] = field(default_factory=list)
+    global_names: set[str] = field(default_factory=set)
+    retired: list[_LazyFunction] = field(default_factory=list)   # replaced bodies, kept
+    generation: int = 0
     removed: bool = False
 
 
@@ -108,15 +112,9 @@ class CompileOnDemandLayer(Layer):
     def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
                        resolver: SymbolResolver | None = None) -> Handle:
         start = time.perf_counter()
-        texts = []
-        for module in modules:
-            text = str(module)
-            if owns_context(module):
-                dispose(module)
-            cut = ModuleText.parse(text)
-            cut.promote_locals(f".orc{next(self._set_ids)}")
-            texts.append(cut)
-        lazy = _LazySet(texts, _SetResolver(self, resolver or self.resolver))
+        suffix = f".orc{next(self._set_ids)}"
+        texts = [_cut(module, suffix) for module in modules]
+        lazy = _LazySet(texts, _SetResolver(self, resolver or self.resolver), suffix)
         with self._lock:
             clashes = []
             for cut in texts:
@@ -143,18 +141,98 @@ class CompileOnDemandLayer(Layer):
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
         try:
-            for cut in texts:
-                if cut.globals:
-                    globals_handle = self.base.add_module_set(
-                        [parse_ir(cut.globals_partition())], None, lazy.resolver)
-                    lazy.globals_handles.append(globals_handle)
-                    if lazy.resolver.globals_handle is None:
-                        lazy.resolver.globals_handle = globals_handle
-                    self.base.emit(globals_handle)   # type: ignore[attr-defined]  # constructors run now
+            self._add_globals(lazy, texts)
         except BaseException:
             self.remove_module_set(handle)
             raise
         return handle
+
+    def _add_globals(self, lazy: _LazySet, texts: list[ModuleText]) -> None:
+        """Send the modules' new global variables down as partitions, linked now
+        (so their constructors run before anything else of the set is called)."""
+        for cut in texts:
+            exclude = set(lazy.global_names)
+            if not cut.defined_globals() - exclude:
+                continue
+            globals_handle = self.base.add_module_set(
+                [parse_ir(cut.globals_partition(exclude))], None, lazy.resolver)
+            lazy.globals_handles.append(globals_handle)
+            lazy.global_names |= cut.defined_globals()
+            if lazy.resolver.globals_handle is None:
+                lazy.resolver.globals_handle = globals_handle
+            self.base.emit(globals_handle)  # type: ignore[attr-defined]
+
+    # -- hot replacement -------------------------------------------------------------
+    def replace(self, handle: Handle, modules: Sequence[Any]) -> None:
+        """Swap in new bodies for a set's functions while other threads call them.
+
+        Functions defined by ``modules`` replace the set's functions of the
+        same name (new ones are added); global variables the set already has
+        keep their state, new ones are added. A function whose old body was
+        compiled gets its new body compiled now, then its stub is repointed in
+        one atomic store: every call runs the old body or the new one. Others
+        are repointed to a fresh compile callback. Old bodies cannot be known
+        to be unused (a thread may be inside one), so they are kept until
+        :meth:`release_replaced` or removal of the set.
+        """
+        with self._lock:
+            lazy = self._sets.get(handle)
+            if lazy is None:
+                raise JITError(f"unknown or removed handle {handle!r}")
+            lazy.generation += 1
+            texts = [_cut(module, lazy.suffix, generation=lazy.generation) for module in modules]
+            replaced: list[tuple[_LazyFunction, _LazyFunction | None]] = []
+            for cut in texts:
+                for ir_name in cut.defined_functions():
+                    stub_name = cut.stub_name(ir_name)
+                    old = lazy.functions.get(stub_name)
+                    if old is None and any(c.owner is not lazy
+                                           for c in self._candidates.get(stub_name, ())):
+                        raise DuplicateDefinitionError([stub_name])
+                    new = _LazyFunction(lazy, cut, ir_name, stub_name, cut.body_name(ir_name),
+                                        cut.functions[ir_name].linkage in ("", "external"))
+                    replaced.append((new, old))
+            lazy.modules.extend(texts)
+        self._add_globals(lazy, texts)
+        for new, old in replaced:
+            new.trampoline = self.callbacks.get_compile_callback(
+                functools.partial(self._compile, new))
+            if old is not None and old.body:
+                self._compile(new)               # hot: have the new body ready first
+        with self._lock:
+            for new, old in replaced:
+                lazy.functions[new.stub_name] = new
+                candidates = self._candidates.setdefault(new.stub_name, [])
+                if old is not None:
+                    candidates[candidates.index(old)] = new
+                    lazy.retired.append(old)
+                else:
+                    candidates.append(new)
+                self._point_stub(new.stub_name)      # the one atomic switch
+
+    def release_replaced(self, handle: Handle) -> int:
+        """Free the bodies that replacements retired; returns how many.
+
+        Call it only when no thread can still be running an old body (for
+        example after the calls that were in flight during the replacement
+        have returned).
+        """
+        with self._lock:
+            lazy = self._sets.get(handle)
+            if lazy is None:
+                raise JITError(f"unknown or removed handle {handle!r}")
+            retired, lazy.retired = lazy.retired, []
+        for function in retired:
+            self._drop(function)
+        return len(retired)
+
+    def _drop(self, function: _LazyFunction) -> None:
+        with function.lock:
+            if function.handle is not None:
+                self.base.remove_module_set(function.handle)
+            if function.trampoline:
+                self.callbacks.release(function.trampoline)
+            function.handle, function.body, function.trampoline = None, 0, 0
 
     def _winner(self, stub_name: str) -> _LazyFunction | None:
         """A strong definition beats weak ones; otherwise the first added wins."""
@@ -203,7 +281,8 @@ class CompileOnDemandLayer(Layer):
                     self.stubs.update_pointer(function.stub_name, body)
             self.functions_compiled += 1
             self.compile_seconds += time.perf_counter() - start
-        self.callbacks.release(function.trampoline)
+        # The trampoline stays: a thread may have read the old stub pointer and
+        # be on its way into it. It is released with the function (_drop).
         return body
 
     # -- symbols -------------------------------------------------------------------
@@ -240,13 +319,11 @@ class CompileOnDemandLayer(Layer):
             for globals_handle in lazy.globals_handles:
                 self.base.remove_module_set(globals_handle)
             lazy.removed = True
+            for function in lazy.retired:
+                self._drop(function)
             for function in lazy.functions.values():
+                self._drop(function)
                 with function.lock:
-                    if function.handle is not None:
-                        self.base.remove_module_set(function.handle)
-                    else:
-                        self.callbacks.release(function.trampoline)
-                    function.handle, function.body = None, 0
                     candidates = self._candidates[function.stub_name]
                     candidates.remove(function)
                     if not candidates:
@@ -255,3 +332,15 @@ class CompileOnDemandLayer(Layer):
 
     def handles(self) -> list[Handle]:
         return list(self._sets)
+
+
+def _cut(module: Any, suffix: str, generation: int = 0) -> ModuleText:
+    """Print a module once, cut it into items and free the module."""
+    text = str(module)
+    if owns_context(module):
+        dispose(module)
+    cut = ModuleText.parse(text)
+    cut.promote_locals(suffix)
+    if generation:
+        cut.body_suffix += f".g{generation}"
+    return cut

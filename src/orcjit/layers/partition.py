@@ -65,6 +65,7 @@ class ModuleText:
     named_metadata: list[str]
     module_asm: list[str]
     renames: dict[str, str] = field(default_factory=dict)   # promoted local names
+    body_suffix: str = BODY_SUFFIX     # differs per replacement generation
 
     # -- cutting ------------------------------------------------------------
     @classmethod
@@ -124,7 +125,7 @@ class ModuleText:
         return _bare(self.renames.get(name, name))
 
     def body_name(self, name: str) -> str:
-        return _bare(_suffixed(self.renames.get(name, name), BODY_SUFFIX))
+        return _bare(_suffixed(self.renames.get(name, name), self.body_suffix))
 
     def defined_functions(self) -> list[str]:
         return [name for name, item in self.functions.items()
@@ -136,16 +137,24 @@ class ModuleText:
         body = _strip_debug(self.rename(item.text))
         header, rest = body.split("\n", 1) if "\n" in body else (body, "")
         header = _as_hidden_definition(header, self.rename(name),
-                                       _suffixed(self.rename(name), BODY_SUFFIX))
+                                       _suffixed(self.rename(name), self.body_suffix))
         body = header + "\n" + rest
         references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
-        references.discard(_suffixed(self.rename(name), BODY_SUFFIX))
+        references.discard(_suffixed(self.rename(name), self.body_suffix))
         return self._assemble(body, references, extra_comdats=())
 
-    def globals_partition(self) -> str:
-        """IR text of a module with every global variable (and alias) of the module."""
+    def defined_globals(self) -> set[str]:
+        """Global variables (and aliases) this module defines, as renamed."""
+        return {self.rename(name) for name, item in self.globals.items()
+                if item.linkage not in ("external", "extern_weak", "available_externally")}
+
+    def globals_partition(self, exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+        """IR text of a module with the module's global variables (and aliases),
+        but for those in ``exclude`` (renamed names: already defined elsewhere)."""
         lines, comdats = [], []
         for item in self.globals.values():
+            if self.rename(item.name) in exclude:
+                continue
             if item.linkage == "available_externally":
                 continue                  # a copy for inlining, defined elsewhere
             line = self.rename(item.line)
