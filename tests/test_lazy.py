@@ -40,9 +40,10 @@ define i32 @calls_so_far() {
 """
 
 
-@pytest.fixture
-def lazy():
-    with orcjit.LazyJIT() as jit:
+@pytest.fixture(params=["double", "single"])
+def lazy(request):
+    """Every lazy test runs once per indirection strategy."""
+    with orcjit.LazyJIT(indirection=request.param) as jit:
         yield jit
 
 
@@ -104,10 +105,11 @@ def many_functions(n: int) -> str:
     return "\n".join(parts)
 
 
-def test_sixteen_threads_first_call_a_thousand_functions_in_random_order():
+@pytest.mark.parametrize("indirection", ["double", "single"])
+def test_sixteen_threads_first_call_a_thousand_functions_in_random_order(indirection):
     """Each body is compiled exactly once and every caller gets the right result."""
     threads, functions = 16, 1000
-    with orcjit.LazyJIT(opt_level=0) as jit:
+    with orcjit.LazyJIT(opt_level=0, indirection=indirection) as jit:
         jit.add_ir(many_functions(functions))
         prototype = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
         stubs = [prototype(jit.address(f"f{i}")) for i in range(functions)]

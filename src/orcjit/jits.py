@@ -20,8 +20,8 @@ from .executor.base import Executor
 from .executor.in_process import InProcessExecutor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle, Layer
-from .layers.compile_on_demand import CompileOnDemandLayer
-from .lazy import CompileCallbackManager, IndirectStubsManager
+from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
+from .lazy import CompileCallbackManager
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, optimization_pipeline
@@ -58,12 +58,14 @@ class JIT:
                                           optimization_pipeline(self.target_machine, opt_level))
         self.top: Layer = self.optimizer
         self.lazy: CompileOnDemandLayer | None = None
+        if indirection not in INDIRECTIONS:
+            raise ValueError(f"indirection must be one of {sorted(INDIRECTIONS)}, "
+                             f"not {indirection!r}")
         if lazy:
             pool = self.linker.memory_pool
-            self.lazy = CompileOnDemandLayer(self.optimizer, IndirectStubsManager(pool),
+            self.lazy = CompileOnDemandLayer(self.optimizer, INDIRECTIONS[indirection](pool),
                                              CompileCallbackManager(pool),
-                                             resolver=self.linker.resolver,
-                                             indirection=indirection)
+                                             resolver=self.linker.resolver)
             self.top = self.lazy
         self.opt_level = opt_level
         self._parse_seconds = 0.0

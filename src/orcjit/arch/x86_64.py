@@ -153,3 +153,16 @@ def host_supports_xsave() -> bool:
     except OSError:
         pass
     return False
+
+
+def direct_stub_code(address: int, target: int) -> bytes:
+    """``jmp target`` (rel32) at ``address``, padded to 8 bytes: a stub patched in place."""
+    disp = target - (address + 5)
+    if not -(1 << 31) <= disp < (1 << 31):
+        raise ValueError("stub target is more than 2 GiB away")
+    return b"\xe9" + disp.to_bytes(4, "little", signed=True) + b"\xcc\xcc\xcc"
+
+
+def direct_stub_target(address: int, code: bytes) -> int:
+    """Where a direct stub's ``jmp`` goes."""
+    return address + 5 + int.from_bytes(code[1:5], "little", signed=True)

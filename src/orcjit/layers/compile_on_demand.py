@@ -25,12 +25,16 @@ from typing import Any
 
 from ..errors import DuplicateDefinitionError, JITError
 from ..frontends.ir import dispose, owns_context, parse_ir
-from ..lazy import CompileCallbackManager, IndirectStubsManager
+from ..lazy import CompileCallbackManager, DirectStubsManager, IndirectStubsManager
 from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
 from .base import Handle, Layer
 from .partition import ModuleText
 
-INDIRECTIONS = ("double",)
+#: indirection strategy -> the stubs manager that implements it
+INDIRECTIONS: dict[str, type[IndirectStubsManager]] = {
+    "double": IndirectStubsManager,    # call stub; stub jumps through a pointer
+    "single": DirectStubsManager,      # call stub; stub is a patched direct jump
+}
 
 
 @dataclass(eq=False)
@@ -91,15 +95,11 @@ class CompileOnDemandLayer(Layer):
     _set_ids = itertools.count(1)
 
     def __init__(self, base: Layer, stubs: IndirectStubsManager,
-                 callbacks: CompileCallbackManager, resolver: SymbolResolver,
-                 indirection: str = "double"):
-        if indirection not in INDIRECTIONS:
-            raise ValueError(f"indirection must be one of {INDIRECTIONS}, not {indirection!r}")
+                 callbacks: CompileCallbackManager, resolver: SymbolResolver):
         self.base = base
-        self.stubs = stubs
+        self.stubs = stubs         # its kind is the indirection strategy (see INDIRECTIONS)
         self.callbacks = callbacks
         self.resolver = resolver
-        self.indirection = indirection
         self._sets: dict[Handle, _LazySet] = {}
         self._candidates: dict[str, list[_LazyFunction]] = {}   # stub name -> definitions
         self._lock = threading.RLock()
