@@ -40,7 +40,7 @@ define i32 @calls_so_far() {
 """
 
 
-@pytest.fixture(params=["double", "single"])
+@pytest.fixture(params=["double", "single", "patchpoint"])
 def lazy(request):
     """Every lazy test runs once per indirection strategy."""
     with orcjit.LazyJIT(indirection=request.param) as jit:
@@ -105,7 +105,7 @@ def many_functions(n: int) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("indirection", ["double", "single"])
+@pytest.mark.parametrize("indirection", ["double", "single", "patchpoint"])
 def test_sixteen_threads_first_call_a_thousand_functions_in_random_order(indirection):
     """Each body is compiled exactly once and every caller gets the right result."""
     threads, functions = 16, 1000
@@ -194,3 +194,16 @@ def test_replace_needs_a_lazy_jit(jit):
     handle = jit.add_ir(VERSION.format(delta=1))
     with pytest.raises(orcjit.JITError, match="lazy"):
         jit.replace(handle, VERSION.format(delta=2))
+
+
+def test_patchpoints_send_calls_straight_to_bodies():
+    with orcjit.LazyJIT(indirection="patchpoint") as jit:
+        jit.add_ir(CHAIN)
+        assert jit.lookup("second", "int(int)")(20) == 41
+        patcher = jit.lazy.patcher
+        assert patcher.patched >= 2                     # second -> first -> helper
+        (handle, site), = patcher.sites["first"]
+        disp = int.from_bytes(ctypes.string_at(site, 4), "little", signed=True)
+        first = jit.lazy._winner("first")
+        assert site + 4 + disp == first.body            # not the stub
+        assert jit.lookup("second", "int(int)")(1) == 3

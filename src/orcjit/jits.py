@@ -63,9 +63,11 @@ class JIT:
                              f"not {indirection!r}")
         if lazy:
             pool = self.linker.memory_pool
-            self.lazy = CompileOnDemandLayer(self.optimizer, INDIRECTIONS[indirection](pool),
+            stubs_kind, patch_call_sites = INDIRECTIONS[indirection]
+            self.lazy = CompileOnDemandLayer(self.optimizer, stubs_kind(pool),
                                              CompileCallbackManager(pool),
-                                             resolver=self.linker.resolver)
+                                             resolver=self.linker.resolver,
+                                             patch_call_sites=patch_call_sites)
             self.top = self.lazy
         self.opt_level = opt_level
         self._parse_seconds = 0.0

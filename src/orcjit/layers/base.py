@@ -87,6 +87,10 @@ class ForwardingLayer(Layer):
         """Finalise a set now (errors surface here rather than at first lookup)."""
         self.base.emit(handle)  # type: ignore[attr-defined]
 
+    def observe_call_sites(self, observer: Any) -> None:
+        """Forwarded to the object layer (see ObjectLinkingLayer.observe_call_sites)."""
+        self.base.observe_call_sites(observer)  # type: ignore[attr-defined]
+
     def dso_handle_of(self, handle: Handle) -> int:
         """The set's ``__dso_handle``: where its atexit registrations are filed."""
         return self.base.dso_handle_of(handle)  # type: ignore[attr-defined, no-any-return]

@@ -30,10 +30,12 @@ from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
 from .base import Handle, Layer
 from .partition import ModuleText
 
-#: indirection strategy -> the stubs manager that implements it
-INDIRECTIONS: dict[str, type[IndirectStubsManager]] = {
-    "double": IndirectStubsManager,    # call stub; stub jumps through a pointer
-    "single": DirectStubsManager,      # call stub; stub is a patched direct jump
+#: indirection strategy -> (stubs manager, whether call sites are patched)
+INDIRECTIONS: dict[str, tuple[type[IndirectStubsManager], bool]] = {
+    "double": (IndirectStubsManager, False),   # call stub; stub jumps through a pointer
+    "single": (DirectStubsManager, False),     # call stub; stub is a patched direct jump
+    "patchpoint": (IndirectStubsManager, True),  # calls between partitions go straight
+                                                 # to the body once it exists
 }
 
 
@@ -95,11 +97,13 @@ class CompileOnDemandLayer(Layer):
     _set_ids = itertools.count(1)
 
     def __init__(self, base: Layer, stubs: IndirectStubsManager,
-                 callbacks: CompileCallbackManager, resolver: SymbolResolver):
+                 callbacks: CompileCallbackManager, resolver: SymbolResolver,
+                 patch_call_sites: bool = False):
         self.base = base
         self.stubs = stubs         # its kind is the indirection strategy (see INDIRECTIONS)
         self.callbacks = callbacks
         self.resolver = resolver
+        self.patcher = CallSitePatcher(self) if patch_call_sites else None
         self._sets: dict[Handle, _LazySet] = {}
         self._candidates: dict[str, list[_LazyFunction]] = {}   # stub name -> definitions
         self._lock = threading.RLock()
@@ -229,6 +233,8 @@ class CompileOnDemandLayer(Layer):
     def _drop(self, function: _LazyFunction) -> None:
         with function.lock:
             if function.handle is not None:
+                if self.patcher:
+                    self.patcher.forget(function.handle)
                 self.base.remove_module_set(function.handle)
             if function.trampoline:
                 self.callbacks.release(function.trampoline)
@@ -252,6 +258,8 @@ class CompileOnDemandLayer(Layer):
             self.stubs.update_pointer(stub_name, target)
         else:
             self.stubs.create_stub(stub_name, target)
+        if self.patcher:
+            self.patcher.retarget(stub_name)
 
     # -- compiling on first call -------------------------------------------------
     def _compile(self, function: _LazyFunction) -> int:
@@ -267,6 +275,8 @@ class CompileOnDemandLayer(Layer):
             self.partition_seconds += parsed - start
             self.parse_seconds += time.perf_counter() - parsed
             handle = self.base.add_module_set([module], None, function.owner.resolver)
+            if self.patcher:
+                self.patcher.partitions.add(handle)
             try:
                 body = self.base.lookup_symbol_address_in(handle, function.body_name,
                                                           exported_symbols_only=False)
@@ -279,6 +289,8 @@ class CompileOnDemandLayer(Layer):
             with self._lock:
                 if self._winner(function.stub_name) is function:
                     self.stubs.update_pointer(function.stub_name, body)
+                    if self.patcher:
+                        self.patcher.retarget(function.stub_name)
             self.functions_compiled += 1
             self.compile_seconds += time.perf_counter() - start
         # The trampoline stays: a thread may have read the old stub pointer and
@@ -344,3 +356,63 @@ def _cut(module: Any, suffix: str, generation: int = 0) -> ModuleText:
     if generation:
         cut.body_suffix += f".g{generation}"
     return cut
+
+
+class CallSitePatcher:
+    """The "patchpoint" strategy: rewrite direct calls between partitions.
+
+    The object layer reports every direct rel32 call a partition makes to a
+    stub; once the callee's body exists the call's displacement is rewritten
+    to reach the body itself, skipping the stub. A field that lies within
+    one aligned 8-byte word is rewritten in one store (read, modify, write
+    under our lock); one that straddles two words keeps calling the stub --
+    correct, only slower. Calls from outside this layer's partitions, and
+    function pointers, always use the stub.
+    """
+
+    def __init__(self, layer: CompileOnDemandLayer):
+        self.layer = layer
+        self.partitions: set[Handle] = set()
+        self.sites: dict[str, list[tuple[Handle, int]]] = {}
+        self.patched = 0
+        self._lock = threading.Lock()
+        layer.base.observe_call_sites(self._observe)  # type: ignore[attr-defined]
+
+    def _observe(self, handle: Handle, name: str, site: int) -> None:
+        if handle not in self.partitions or name not in self.layer._candidates:
+            return
+        if site % 8 > 4:
+            return                                   # straddles two words: leave it
+        with self._lock:
+            self.sites.setdefault(name, []).append((handle, site))
+        self.retarget(name)
+
+    def retarget(self, name: str) -> None:
+        """Point every recorded call to ``name`` at its body, or back at its stub."""
+        sites = self.sites.get(name)
+        if not sites:
+            return
+        winner = self.layer._winner(name)
+        target = winner.body if winner and winner.body else self.layer.stubs.find_stub(name)
+        if not target:
+            return
+        executor = self.layer.stubs.pool.executor
+        with self._lock:
+            for _handle, site in sites:
+                word = site & ~7
+                data = bytearray(executor.read(word, 8))
+                disp = target - (site + 4)
+                data[site - word:site - word + 4] = disp.to_bytes(4, "little", signed=True)
+                executor.write_pointer(word, int.from_bytes(data, "little"))
+                self.patched += 1
+
+    def forget(self, handle: Handle) -> None:
+        """A partition is going away: its call sites are no longer ours to patch."""
+        with self._lock:
+            self.partitions.discard(handle)
+            for name, sites in list(self.sites.items()):
+                kept = [(h, s) for h, s in sites if h is not handle]
+                if kept:
+                    self.sites[name] = kept
+                else:
+                    del self.sites[name]

@@ -54,6 +54,7 @@ class ObjectLinkingLayer(Layer):
         self._comdats: dict[str, LinkedSet] = {}
         # GOT slots bound to a weak/COMMON definition: name -> [(set, slot)]
         self._rebindable: dict[str, list[tuple[LinkedSet, int]]] = {}
+        self._call_observers: list[Callable[[Handle, str, int], None]] = []
         self._lock = threading.RLock()
         self.link_seconds = 0.0
         self.objects_linked = 0
@@ -85,6 +86,7 @@ class ObjectLinkingLayer(Layer):
             linked.collect_definitions()
             self._check_duplicates(linked)
             handle = Handle()
+            linked.handle = handle
             self._sets[handle] = linked
             for name, definition in linked.definitions.items():
                 self._candidates.setdefault(name, []).append(definition)
@@ -147,6 +149,12 @@ class ObjectLinkingLayer(Layer):
                 return None
             return self._symbol(definition)
 
+    def observe_call_sites(self, observer: Callable[[Handle, str, int], None]) -> None:
+        """Call ``observer(handle, name, site)`` for every direct rel32 call a newly
+        linked set makes to an address outside JIT definitions (``site`` is the
+        address of the 32-bit displacement), e.g. to patch calls to lazy stubs."""
+        self._call_observers.append(observer)
+
     def dso_handle_of(self, handle: Handle) -> int:
         """The ``__dso_handle`` address of a linked set (0 before it is linked)."""
         linked = self._sets.get(handle)
@@ -197,6 +205,10 @@ class ObjectLinkingLayer(Layer):
         for linked in closure:
             for name in linked.definitions.keys() & self._rebindable.keys():
                 self._rebind(name)
+        for observe in self._call_observers:
+            for linked in closure:
+                for name, site in linked.external_calls:
+                    observe(linked.handle, name, site)  # type: ignore[arg-type]
         for linked in closure:
             self.platform.run_initializers(linked.initializers)
 

@@ -61,6 +61,8 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
             elif kind in PLT_REQUESTS:
                 if needs_stub(edge[2]):
                     edge[2] = plt_stub(edge[2])
+                elif kind == EdgeKind.BRANCH32:
+                    graph.direct_calls.append((block, edge[0], edge[2]))
                 edge[1] = PLT_REQUESTS[kind]
             if kind in USES_GOT_BASE:
                 needs_got_base = True

@@ -72,6 +72,7 @@ class LinkGraph:
     comdat_signatures: list[str] = field(default_factory=list)
     got_symbol: int | None = None         # _GLOBAL_OFFSET_TABLE_, if referenced
     got_entries: dict[int, int] = field(default_factory=dict)   # target -> GOT entry symbol
+    direct_calls: list[tuple[Block, int, int]] = field(default_factory=list)  # rel32 calls
 
     def add_symbol(self, name: str, block: Block | None, offset: int, size: int = 0) -> int:
         """Add a synthetic local symbol (GOT entry, stub); returns its index."""

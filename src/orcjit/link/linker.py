@@ -79,6 +79,9 @@ class LinkedSet:
     eh_frames: list[int] = field(default_factory=list)
     relocation_count: int = 0
     rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
+    # direct rel32 calls to addresses outside the set: (name, address of the field)
+    external_calls: list[tuple[str, int]] = field(default_factory=list)
+    handle: object = None
 
     # -- phase 1 -----------------------------------------------------------
     def collect_definitions(self) -> None:
@@ -192,6 +195,10 @@ class LinkedSet:
             addresses, sizes = self._addresses(graph, bindings)
             self.relocation_count += apply_fixups(graph, addresses, sizes, self._buffers)
             self._collect_rebindable_slots(graph, bindings, addresses)
+            for block, offset, target in graph.direct_calls:
+                sym = graph.symbols[target]
+                if sym.bind != elf.STB_LOCAL and isinstance(bindings.get(sym.name), int):
+                    self.external_calls.append((sym.name, block.address + offset))
         self._collect_init_entries()
 
     def _collect_rebindable_slots(self, graph: LinkGraph, bindings: dict[str, Binding],
