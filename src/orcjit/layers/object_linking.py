@@ -253,8 +253,7 @@ class ObjectLinkingLayer(Layer):
             bindings[id(linked)] = table
         if missing:
             raise UnresolvedSymbolsError(missing)
-        order = {id(s): i for i, s in enumerate(self._sets.values())}
-        closure.sort(key=lambda s: order[id(s)])
+        closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
         return closure, bindings
 
     def _rebind(self, name: str) -> None:

@@ -65,6 +65,7 @@ class ModuleText:
     named_metadata: list[str]
     module_asm: list[str]
     renames: dict[str, str] = field(default_factory=dict)   # promoted local names
+    _originals: dict[str, str] = field(default_factory=dict)  # renamed -> printed name
     body_suffix: str = BODY_SUFFIX     # differs per replacement generation
 
     # -- cutting ------------------------------------------------------------
@@ -112,6 +113,8 @@ class ModuleText:
         for name, item in list(self.functions.items()) + list(self.globals.items()):
             if item.linkage in _LOCAL_LINKAGES and not name.startswith("@llvm."):
                 self.renames[name] = _suffixed(name, suffix)
+        self._originals = {self.renames.get(n, n): n
+                           for n in list(self.functions) + list(self.globals)}
 
     # -- assembling ----------------------------------------------------------
     def rename(self, text: str) -> str:
@@ -177,9 +180,8 @@ class ModuleText:
         out += self.types
         out += [self.comdats[c] for c in dict.fromkeys(extra_comdats) if c in self.comdats]
         out += self.module_asm
-        originals = {self.rename(n): n for n in list(self.functions) + list(self.globals)}
         for ref in sorted(references):
-            original = originals.get(ref, ref)
+            original = self._originals.get(ref, ref)
             if original in self.functions:
                 out.append(_declaration(self.rename(self.functions[original].header)))
             elif original in self.globals:
