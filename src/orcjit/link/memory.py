@@ -47,7 +47,8 @@ class MemoryPool:
         return self.base + self.reservation_size
 
     def contains(self, address: int) -> bool:
-        return self.base <= address < self.base + self.reservation_size
+        """Whether ``address`` is JIT memory (nothing is before the first reservation)."""
+        return bool(self.base) and self.base <= address < self.base + self.reservation_size
 
     def _ensure_reserved(self) -> None:
         if not self.base:
