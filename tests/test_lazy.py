@@ -207,3 +207,17 @@ def test_patchpoints_send_calls_straight_to_bodies():
         first = jit.lazy._winner("first")
         assert site + 4 + disp == first.body            # not the stub
         assert jit.lookup("second", "int(int)")(1) == 3
+
+
+def test_per_module_laziness_emits_a_set_only_when_used():
+    with orcjit.JIT(lazy="module") as jit:
+        used = jit.add_ir(CHAIN)
+        unused = jit.add_ir("define i32 @never() {\n  ret i32 0\n}\n")
+        caller = jit.add_ir("declare i32 @second(i32)\ndefine i32 @via(i32 %x) {\n"
+                            "  %r = call i32 @second(i32 %x)\n  ret i32 %r\n}\n")
+        assert jit.stats()["functions_compiled"] == 0
+        assert jit.lookup("via", "int(int)")(20) == 41      # emits caller, then CHAIN's set
+        assert jit.deferred.is_emitted(caller) and jit.deferred.is_emitted(used)
+        assert not jit.deferred.is_emitted(unused)
+        jit.remove(unused)
+        jit.remove(used)

@@ -21,10 +21,11 @@ from .executor.in_process import InProcessExecutor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle, Layer
 from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
+from .layers.lazy_emit import LazyEmitLayer
 from .lazy import CompileCallbackManager
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
-from .layers.transform import IRTransformLayer, optimization_pipeline
+from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
 from .signatures import to_prototype
 from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
                       SymbolResolver)
@@ -42,8 +43,8 @@ class JIT:
     def __init__(self, *, opt_level: int = 2, triple: str | None = None, cpu: str | None = None,
                  features: str | None = None, code_model: str = "small",
                  reloc_model: str = "pic", executor: Executor | None = None,
-                 process_symbols: bool = True, lazy: bool = False,
-                 indirection: str = "double"):
+                 process_symbols: bool = True, ir_opt_level: int | None = None,
+                 lazy: bool | str = False, indirection: str = "double"):
         self.executor = executor or InProcessExecutor()
         self.definitions = DefinitionsResolver()
         self.libraries = LibraryResolver(self.executor)
@@ -55,13 +56,20 @@ class JIT:
         self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
         self.compiler = IRCompileLayer(self.linker, SimpleCompiler(self.target_machine))
         self.optimizer = IRTransformLayer(self.compiler,
-                                          optimization_pipeline(self.target_machine, opt_level))
+                                          optimization_pipeline(self.target_machine,
+                                                                ir_level(opt_level, ir_opt_level)))
         self.top: Layer = self.optimizer
         self.lazy: CompileOnDemandLayer | None = None
+        self.deferred: LazyEmitLayer | None = None
+        if lazy not in (False, True, "function", "module"):
+            raise ValueError(f"lazy must be False, True/'function' or 'module', not {lazy!r}")
         if indirection not in INDIRECTIONS:
             raise ValueError(f"indirection must be one of {sorted(INDIRECTIONS)}, "
                              f"not {indirection!r}")
-        if lazy:
+        if lazy == "module":
+            self.deferred = LazyEmitLayer(self.optimizer, resolver=self.linker.resolver)
+            self.top = self.deferred
+        elif lazy:
             pool = self.linker.memory_pool
             stubs_kind, patch_call_sites = INDIRECTIONS[indirection]
             self.lazy = CompileOnDemandLayer(self.optimizer, stubs_kind(pool),
@@ -87,10 +95,10 @@ class JIT:
         self._parse_seconds += time.perf_counter() - start
         try:
             handle = self.top.add_module_set([module])
-            if self.lazy is None:
+            if self.top is self.optimizer:
                 self._emit(handle)
         finally:
-            if owns_context(module):
+            if owns_context(module) and self.deferred is None:
                 dispose(module)         # compiled (or cut into text): nothing else needs it
             self._add_seconds += time.perf_counter() - start
         return handle
@@ -142,10 +150,11 @@ class JIT:
     def remove(self, handle: Handle) -> None:
         """Run the set's destructors and free all its memory."""
         self._check_open()
-        if self.lazy is not None and handle in self.lazy.handles():
-            self.lazy.remove_module_set(handle)
-        else:
-            self.linker.remove_object_set(handle)
+        for layer in (self.lazy, self.deferred):
+            if layer is not None and handle in layer.handles():
+                layer.remove_module_set(handle)
+                return
+        self.linker.remove_object_set(handle)
 
     # -- symbols ------------------------------------------------------------------
     def address(self, name: str) -> int:
@@ -218,9 +227,10 @@ class JIT:
         """Remove every set (running destructors) and release JIT memory."""
         if not self._closed:
             self._closed = True
-            if self.lazy is not None:
-                for handle in reversed(self.lazy.handles()):
-                    self.lazy.remove_module_set(handle)
+            for layer in (self.lazy, self.deferred):
+                if layer is not None:
+                    for handle in reversed(layer.handles()):
+                        layer.remove_module_set(handle)
             self.linker.close()
             self.executor.close()
 

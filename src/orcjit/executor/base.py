@@ -101,8 +101,10 @@ class Executor(ABC):
         """Call ``function(*args)`` (integer arguments); returns its integer result."""
 
     @abstractmethod
-    def run_as_main(self, address: int, argv: Sequence[str]) -> int:
-        """Call ``int main(int argc, char **argv)``; returns its result."""
+    def run_as_main(self, address: int, argv: Sequence[str],
+                    envp: Sequence[str] | None = None) -> int:
+        """Call ``int main(int argc, char **argv, char **envp)`` (envp: the
+        executor's environment by default); returns its result."""
 
     def close(self) -> None:
         """Release everything the executor holds."""

@@ -184,11 +184,17 @@ class InProcessExecutor(Executor):
             self._call_cache[len(call.args)] = prototype
         return prototype(call.function)(*call.args)
 
-    def run_as_main(self, address: int, argv: Sequence[str]) -> int:
+    def run_as_main(self, address: int, argv: Sequence[str],
+                    envp: Sequence[str] | None = None) -> int:
         args = [os.fsencode(a) for a in argv]
         c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
-        main = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p))(address)
-        return main(len(args), c_argv)
+        if envp is None:
+            envp = [f"{k}={v}" for k, v in os.environ.items()]
+        env = [os.fsencode(e) for e in envp]
+        c_envp = (ctypes.c_char_p * (len(env) + 1))(*env, None)
+        char_pp = ctypes.POINTER(ctypes.c_char_p)
+        main = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, char_pp, char_pp)(address)
+        return main(len(args), c_argv, c_envp)   # a two-argument main ignores envp
 
     def close(self) -> None:
         for r in list(self._reservations):

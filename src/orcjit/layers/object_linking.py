@@ -55,6 +55,9 @@ class ObjectLinkingLayer(Layer):
         # GOT slots bound to a weak/COMMON definition: name -> [(set, slot)]
         self._rebindable: dict[str, list[tuple[LinkedSet, int]]] = {}
         self._call_observers: list[Callable[[Handle, str, int], None]] = []
+        #: called with a name nothing defines; may add a set defining it (an
+        #: archive member, say) and return True -- ORC's "definition generators"
+        self.definition_generators: list[Callable[[str], bool]] = []
         self._lock = threading.RLock()
         self.link_seconds = 0.0
         self.objects_linked = 0
@@ -180,6 +183,8 @@ class ObjectLinkingLayer(Layer):
             raise root.error  # type: ignore[misc]
         start = time.perf_counter()
         closure, bindings = self._bind_closure(root)
+        # resolvers may have linked some of them meanwhile (a lazily emitted set)
+        closure = [linked for linked in closure if linked.state is State.PENDING]
         linked_so_far: list[LinkedSet] = []
         try:
             for linked in closure:
@@ -230,6 +235,9 @@ class ObjectLinkingLayer(Layer):
             table: dict[str, Binding] = {}
             for name in linked.referenced_names():
                 definition = self._winner(name)
+                if definition is None and any(generate(name)
+                                              for generate in self.definition_generators):
+                    definition = self._winner(name)
                 if definition is not None:
                     table[name] = definition
                     owner = definition.owner
@@ -309,6 +317,10 @@ class ObjectLinkingLayer(Layer):
 
     def handles(self) -> list[Handle]:
         return list(self._sets)
+
+    def pending_handles(self) -> list[Handle]:
+        """Sets added but not linked yet."""
+        return [h for h, s in self._sets.items() if s.state is State.PENDING]
 
     def close(self) -> None:
         """Remove every set (destructors run, latest set first) and free the pool."""

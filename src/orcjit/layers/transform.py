@@ -18,6 +18,11 @@ from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
 
+def ir_level(opt_level: int, ir_opt_level: int | None) -> int:
+    """The IR pipeline's level: ``ir_opt_level`` if given, else the codegen level."""
+    return opt_level if ir_opt_level is None else ir_opt_level
+
+
 #: modules one PassBuilder optimises before it is replaced (see optimization_pipeline)
 BUILDER_RUNS = 32
 

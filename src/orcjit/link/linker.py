@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from ..errors import DuplicateDefinitionError
 from ..executor.base import ActionCall
@@ -81,7 +82,7 @@ class LinkedSet:
     rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
     # direct rel32 calls to addresses outside the set: (name, address of the field)
     external_calls: list[tuple[str, int]] = field(default_factory=list)
-    handle: object = None
+    handle: Any = None        # the layer's Handle, once added
 
     # -- phase 1 -----------------------------------------------------------
     def collect_definitions(self) -> None:
