@@ -19,6 +19,7 @@ from .errors import (
     UnsupportedError,
 )
 from .jits import JIT, LazyJIT
+from .mcjit import MCJITReplacement
 from .layers.base import Handle
 from .symbols import JITSymbol, JITSymbolFlags
 
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "JIT",
     "LazyJIT",
+    "MCJITReplacement",
     "Handle",
     "JITSymbol",
     "JITSymbolFlags",
