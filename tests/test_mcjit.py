@@ -1,0 +1,94 @@
+"""MCJITReplacement: MCJIT's ExecutionEngine contract on orcjit's layers."""
+
+from __future__ import annotations
+
+import pytest
+
+import orcjit
+from orcjit.frontends.ir import parse_ir
+from orcjit.layers import create_target_machine
+from orcjit.link.archive import Archive
+from orcjit.mcjit import DirectoryObjectCache
+
+
+@pytest.fixture
+def engine():
+    with orcjit.MCJITReplacement() as e:
+        yield e
+
+
+def obj(text: str) -> bytes:
+    return create_target_machine().emit_object(parse_ir(text))
+
+
+def ar(members: dict[str, bytes]) -> bytes:
+    """A minimal System V archive without a symbol index (we index members ourselves)."""
+    out = bytearray(b"!<arch>\n")
+    for name, data in members.items():
+        header = f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{644:<8}{len(data):<10}`\n"
+        out += header.encode() + data + (b"\n" if len(data) % 2 else b"")
+    return bytes(out)
+
+
+def test_modules_link_together_at_finalize_in_any_order(engine):
+    engine.add_module("declare i32 @later()\ndefine i32 @first() {\n"
+                      "  %r = call i32 @later()\n  ret i32 %r\n}\n")
+    engine.add_module("define i32 @later() {\n  ret i32 42\n}\n")
+    engine.finalize_object()
+    assert engine.run_function("first", "int()") == 42
+
+
+def test_archive_members_are_linked_on_demand(engine):
+    archive = ar({"used.o": obj("define i32 @from_archive() {\n  ret i32 9\n}\n"),
+                  "unused.o": obj("define i32 @unused() {\n  ret i32 0\n}\n")})
+    assert set(Archive(archive).symbols) == {"from_archive", "unused"}
+    engine.add_archive(archive)
+    engine.add_module("declare i32 @from_archive()\ndefine i32 @main() {\n"
+                      "  %r = call i32 @from_archive()\n  ret i32 %r\n}\n")
+    assert engine.run_main(["prog"]) == 9
+    assert engine.get_function_address("unused") == 0
+
+
+def test_object_cache_round_trip(tmp_path):
+    module = "define i32 @cached() {\n  ret i32 5\n}\n"
+    with orcjit.MCJITReplacement() as first:
+        first.set_object_cache(DirectoryObjectCache(tmp_path))
+        first.add_module(module, module_id="file:/some/dir/cached.ll")
+        assert first.run_function("cached", "int()") == 5
+    stored = tmp_path / "some" / "dir" / "cached.o"
+    assert stored.is_file()
+    with orcjit.MCJITReplacement() as second:
+        second.add_object_file(stored)
+        assert second.run_function("cached", "int()") == 5
+
+
+def test_static_destructors_run_on_request():
+    log = []
+    with orcjit.MCJITReplacement() as engine:
+        engine.definitions.define("note", lambda c: log.append(c), "void(int)")
+        engine.add_module("""
+            declare void @note(i32)
+            @llvm.global_ctors = appending global [1 x { i32, ptr, ptr }] [{ i32, ptr, ptr } { i32 65535, ptr @ctor, ptr null }]
+            @llvm.global_dtors = appending global [1 x { i32, ptr, ptr }] [{ i32, ptr, ptr } { i32 65535, ptr @dtor, ptr null }]
+            define void @ctor() {
+              call void @note(i32 1)
+              ret void
+            }
+            define void @dtor() {
+              call void @note(i32 2)
+              ret void
+            }""")
+        engine.run_static_constructors_destructors(False)
+        assert log == [1]
+        engine.run_static_constructors_destructors(True)
+        assert log == [1, 2]
+    assert log == [1, 2]
+
+
+def test_global_mapping_and_missing_function(engine):
+    engine.add_global_mapping("answer_address", 0x1234)
+    engine.add_module("@answer_address = external global i8\n"
+                      "define ptr @where() {\n  ret ptr @answer_address\n}\n")
+    assert engine.run_function("where", "void*()") == 0x1234
+    with pytest.raises(orcjit.JITError, match="not defined"):
+        engine.run_function("missing", "int()")
