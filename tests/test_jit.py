@@ -216,3 +216,15 @@ def test_bad_signatures(jit, signature):
     jit.add_ir(ADD)
     with pytest.raises(orcjit.SignatureError):
         jit.lookup("add", signature)
+
+
+def test_modules_that_call_each_other_are_added_together(jit):
+    handle = jit.add_ir([
+        "declare i32 @b(i32)\ndefine i32 @a(i32 %n) {\n  %r = call i32 @b(i32 %n)\n  ret i32 %r\n}\n",
+        "declare i32 @a(i32)\ndefine i32 @b(i32 %n) {\n  %z = icmp eq i32 %n, 0\n"
+        "  br i1 %z, label %done, label %more\nmore:\n  %m = sub i32 %n, 1\n"
+        "  %r = call i32 @a(i32 %m)\n  %s = add i32 %r, 2\n  ret i32 %s\ndone:\n  ret i32 0\n}\n",
+    ])
+    assert jit.lookup("a", "int(int)")(5) == 10
+    jit.remove(handle)
+    assert jit.address("a") == 0

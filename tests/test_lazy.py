@@ -221,3 +221,12 @@ def test_per_module_laziness_emits_a_set_only_when_used():
         assert not jit.deferred.is_emitted(unused)
         jit.remove(unused)
         jit.remove(used)
+
+
+@pytest.mark.parametrize("words", ["dso_local", "hidden", "protected", "dso_local hidden",
+                                   "internal", "linkonce_odr", "weak"])
+def test_definition_linkage_and_visibility_words(lazy, words):
+    """clang marks definitions dso_local; partitions must still parse."""
+    lazy.add_ir(f"define {words} i32 @callee() {{\n  ret i32 42\n}}\n"
+                "define i32 @entry() {\n  %r = call i32 @callee()\n  ret i32 %r\n}\n")
+    assert lazy.lookup("entry", "int()")() == 42

@@ -83,23 +83,30 @@ class JIT:
         self._closed = False
 
     # -- adding code ------------------------------------------------------------
-    def add_ir(self, source: IRSource, name: str | None = None) -> Handle:
+    def add_ir(self, source: IRSource | list[IRSource], name: str | None = None) -> Handle:
         """Compile and link a module (text, bitcode, llvmlite module); returns its handle.
 
-        Linking happens now, so errors (invalid IR, unresolved or duplicate
-        symbols) surface here and leave the JIT exactly as it was.
+        A list of modules is added as one set: they may refer to each other.
+        Eagerly, linking happens now, so errors (invalid IR, unresolved or
+        duplicate symbols) surface here and leave the JIT exactly as it was;
+        lazily, a set waits for its first call.
         """
         self._check_open()
         start = time.perf_counter()
-        module = parse_ir(source, name)
-        self._parse_seconds += time.perf_counter() - start
+        sources = source if isinstance(source, list) else [source]
+        modules = []
         try:
-            handle = self.top.add_module_set([module])
+            for item in sources:
+                modules.append(parse_ir(item, name))
+            self._parse_seconds += time.perf_counter() - start
+            handle = self.top.add_module_set(modules)
             if self.top is self.optimizer:
                 self._emit(handle)
         finally:
-            if owns_context(module) and self.deferred is None:
-                dispose(module)         # compiled (or cut into text): nothing else needs it
+            if self.deferred is None:
+                for module in modules:
+                    if owns_context(module):
+                        dispose(module)   # compiled (or cut into text): nothing else needs it
             self._add_seconds += time.perf_counter() - start
         return handle
 

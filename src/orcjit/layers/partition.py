@@ -279,8 +279,9 @@ def _declaration(header: str) -> str:
 def _as_hidden_definition(header: str, name: str, body_name: str) -> str:
     """The function's header as an external hidden definition named ``body_name``."""
     prefix, signature, suffix = _split_header(header)
+    # hidden implies dso_local, and must follow it: drop preemption and visibility
     words = [w for w in prefix.split()[1:] if w not in _LINKAGES
-             and w not in ("hidden", "protected", "default", "dso_preemptable")]
+             and w not in ("hidden", "protected", "default", "dso_local", "dso_preemptable")]
     signature = body_name + signature[len(name):]
     suffix = re.sub(r"\s*comdat(?:\(\$[^)]*\))?", "", suffix)
     return " ".join(["define", "hidden", *words, signature]) + suffix
