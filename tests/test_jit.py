@@ -68,7 +68,7 @@ def test_unresolved_symbols_are_all_named_and_nothing_is_kept(jit):
               ret i32 %s
             }""")
     assert info.value.names == ["missing_one", "missing_two"]
-    assert "missing_one, missing_two" in str(info.value)
+    assert "[ missing_one, missing_two ]" in str(info.value)
     assert jit.address("uses_missing") == 0
     assert jit.lookup("add", "int(int,int)")(1, 1) == 2
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .errors import InvalidIRError, JITError
+from .errors import InvalidIRError, JITError, UnresolvedSymbolsError
 
 PROG = "orcjit"
 
@@ -59,7 +59,12 @@ OPTIONS: dict[str, Option] = {
     "compile-threads": Option("int", "accepted; compilation happens on calling threads", 0),
     "thread-entry": Option("list", "run this function on a new thread before main (repeatable)"),
     "lljit-platform": Option("str", "accepted; orcjit has one platform", ""),
-    "orc-lazy-debug": Option("str", "accepted; see orcjit's stats instead", ""),
+    "orc-lazy-debug": Option("str", "print what orc-lazy compiles: funcs-to-stdout, "
+                             "mods-to-stdout", "no-dump",
+                             ("no-dump", "funcs-to-stdout", "mods-to-stdout", "mods-to-disk")),
+    "jit-linker": Option("str", "accepted: orcjit always links with its own linker", "default",
+                         ("default", "rtdyld", "jitlink")),
+    "generate": Option("list", "built-in functions for JIT'd code (none supported yet)"),
     "indirection": Option("str", "orc-lazy stubs: double, single or patchpoint", "double",
                           ("double", "single", "patchpoint")),
     "remote-mcjit": Option("bool", "run in a child process (not supported yet)", False),
@@ -79,9 +84,34 @@ class Invocation:
     opt_level: int
     input: str
     program_args: list[str]
+    raw_argv: list[str] = field(default_factory=list)   # the options, in order (for -jd)
 
 
 def parse_args(argv: Sequence[str]) -> Invocation:
+    inv = _parse(argv)
+    inv.raw_argv = list(argv[:len(argv) - len(inv.program_args) - 1])
+    return inv
+
+
+def _extra_modules(raw_argv: list[str], modules: list[str]) -> list[tuple[str, str]]:
+    """Each -extra-module with the JITDylib named by the last -jd before it
+    (lli's rule); "" when no -jd came first."""
+    out, dylib, pending = [], "", list(modules)
+    it = iter(raw_argv)
+    for arg in it:
+        body = arg.lstrip("-")
+        name, has_value, value = body.partition("=")
+        if name in ("jd", "extra-module") and not has_value:
+            value = next(it, "")
+        if name == "jd":
+            dylib = value
+        elif name == "extra-module" and pending and value == pending[0]:
+            out.append((pending.pop(0), dylib))
+    out.extend((path, dylib) for path in pending)
+    return out
+
+
+def _parse(argv: Sequence[str]) -> Invocation:
     options: dict[str, Any] = {name: ([] if opt.kind == "list" else opt.default)
                                for name, opt in OPTIONS.items()}
     opt_level = 2
@@ -204,14 +234,21 @@ def run(inv: Invocation) -> int:
         raise UsageError("-force-interpreter: orcjit has no interpreter; it always compiles")
     if o["remote-mcjit"] or o["mcjit-remote-process"]:
         raise UsageError("-remote-mcjit: remote execution is not supported yet")
+    if o["generate"]:
+        raise UsageError(f"-generate={o['generate'][0]}: built-in functions are not supported yet")
     source = _read_input(inv.input)
     engine = _Engine(inv)
     try:
         for library in o["load"] + o["dlopen"]:
             engine.jit.load_library(library)
-        engine.add_module(_display_name(inv.input), source)
-        for path in o["extra-module"]:
-            engine.add_module(_display_name(path), _read_input(path))
+        modules = [(_display_name(path), _read_input(path), dylib)
+                   for path, dylib in _extra_modules(inv.raw_argv, o["extra-module"])]
+        main_module = (_display_name(inv.input), source, "main" if o["jd"] else "")
+        # MCJIT links at finalize: lli's order, main first. The other JITs link
+        # (or emit globals) as modules arrive: what main needs comes first.
+        order = [main_module, *modules] if engine.mcjit else [*modules, main_module]
+        for path, text, dylib in order:
+            engine.add_module(path, text, dylib)
         for path in o["extra-object"]:
             engine.add_object(path, _read_input(path))
         for path in o["extra-archive"]:
@@ -237,14 +274,20 @@ class _Engine:
         self.jit = _engine(inv)
         self.mcjit = self.jit if isinstance(self.jit, MCJITReplacement) else None
         self.cache_ids = bool(self.mcjit and inv.options["enable-cache-manager"])
+        dump = _DUMPS.get(inv.options["orc-lazy-debug"])
+        if dump is not None and self.mcjit is None:
+            if self.jit.lazy is not None:
+                self.jit.lazy.on_partition = dump
+            if self.jit.deferred is not None:
+                self.jit.deferred.on_emit = dump
 
-    def add_module(self, path: str, source: bytes) -> None:
+    def add_module(self, path: str, source: bytes, dylib: str = "") -> None:
         try:
             if self.mcjit is not None:
                 module_id = "file:" + path if self.cache_ids and path != "<stdin>" else None
                 self.mcjit.add_module(source, module_id)
             else:
-                self.jit.add_ir(source)
+                self.jit.add_ir(source, name=path, dylib=dylib)
         except InvalidIRError as e:
             raise InvalidIRError(str(e).replace("<string>", path)) from None
 
@@ -255,14 +298,40 @@ class _Engine:
             self.jit.add_object(data, name=path)
 
     def add_archive(self, path: str, data: bytes) -> None:
-        if self.mcjit is None:
-            raise UsageError(f"-extra-archive={path}: archives need -jit-kind=mcjit")
-        self.mcjit.add_archive(data)
+        self.jit.add_archive(data, path) if self.mcjit is None else self.mcjit.add_archive(data)
 
     def address(self, name: str) -> int:
         if self.mcjit is not None:
             return self.mcjit.get_function_address(name)
         return int(self.jit.address(name))
+
+
+def _c_stdout(text: str) -> None:
+    """Write through C's stdout, so dumps interleave with JIT'd printf in order."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.fputs(text.encode(), ctypes.c_void_p.in_dll(libc, "stdout"))
+
+
+def _dump_functions(module: Any, functions: list[str]) -> None:
+    _c_stdout("[ " + "".join(f"{name} " for name in functions) + "]\n")
+
+
+def _dump_module(module: Any, functions: list[str]) -> None:
+    _c_stdout(f"----- Module Start -----\n{module}----- Module End -----\n")
+
+
+def _dump_module_to_disk(module: Any, functions: list[str]) -> None:
+    with open(module.name.replace("/", "_") + ".ll", "w") as f:
+        f.write(str(module))
+
+
+_DUMPS: dict[str, Callable[[Any, list[str]], None]] = {
+    "funcs-to-stdout": _dump_functions,
+    "mods-to-stdout": _dump_module,
+    "mods-to-disk": _dump_module_to_disk,
+}
 
 
 def _start_thread(engine: _Engine, name: str) -> threading.Thread:
@@ -291,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run(inv)
     except UsageError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    except UnresolvedSymbolsError as e:
+        print(f"{PROG}: JIT session error: {e}", file=sys.stderr)
         return 1
     except JITError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

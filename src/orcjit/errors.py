@@ -52,7 +52,8 @@ class UnresolvedSymbolsError(LinkError):
 
     def __init__(self, names: Iterable[str]):
         self.names = sorted(set(names))
-        super().__init__("unresolved symbols: " + ", ".join(self.names))
+        # LLVM's wording, familiar to lli users
+        super().__init__("Symbols not found: [ " + ", ".join(self.names) + " ]")
 
 
 class DuplicateDefinitionError(LinkError):

@@ -23,12 +23,13 @@ from .layers.base import Handle, Layer
 from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
 from .layers.lazy_emit import LazyEmitLayer
 from .lazy import CompileCallbackManager
+from .link.archive import Archive, ArchiveMembers
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
 from .signatures import to_prototype
-from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
-                      SymbolResolver)
+from .symbols import (ChainResolver, DefinitionsResolver, InDylib, LibraryResolver,
+                      ProcessResolver, SymbolResolver)
 
 
 class JIT:
@@ -78,15 +79,19 @@ class JIT:
                                              patch_call_sites=patch_call_sites)
             self.top = self.lazy
         self.opt_level = opt_level
+        self._archives: ArchiveMembers | None = None
         self._parse_seconds = 0.0
         self._add_seconds = 0.0
         self._closed = False
 
     # -- adding code ------------------------------------------------------------
-    def add_ir(self, source: IRSource | list[IRSource], name: str | None = None) -> Handle:
+    def add_ir(self, source: IRSource | list[IRSource], name: str | None = None,
+               dylib: str = "") -> Handle:
         """Compile and link a module (text, bitcode, llvmlite module); returns its handle.
 
         A list of modules is added as one set: they may refer to each other.
+        ``dylib`` names a JITDylib: hidden symbols are visible only inside
+        their own (the default one is "").
         Eagerly, linking happens now, so errors (invalid IR, unresolved or
         duplicate symbols) surface here and leave the JIT exactly as it was;
         lazily, a set waits for its first call.
@@ -99,7 +104,8 @@ class JIT:
             for item in sources:
                 modules.append(parse_ir(item, name))
             self._parse_seconds += time.perf_counter() - start
-            handle = self.top.add_module_set(modules)
+            resolver = InDylib(self.linker.resolver, dylib) if dylib else None
+            handle = self.top.add_module_set(modules, None, resolver)
             if self.top is self.optimizer:
                 self._emit(handle)
         finally:
@@ -120,6 +126,14 @@ class JIT:
         finally:
             self._add_seconds += time.perf_counter() - start
         return handle
+
+    def add_archive(self, data: bytes, name: str = "<archive>") -> None:
+        """Add a static archive: a member is linked when one of its symbols is needed."""
+        self._check_open()
+        if self._archives is None:
+            self._archives = ArchiveMembers(self.linker)
+            self.linker.definition_generators.append(self._archives)
+        self._archives.add(Archive(bytes(data), name))
 
     def _emit(self, handle: Handle) -> None:
         try:

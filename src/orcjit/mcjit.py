@@ -30,7 +30,7 @@ from .layers.base import Handle
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
-from .link.archive import Archive
+from .link.archive import Archive, ArchiveMembers
 from .signatures import to_prototype
 from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
                       SymbolResolver)
@@ -110,9 +110,8 @@ class MCJITReplacement:
         self.optimizer = IRTransformLayer(self.compiler,
                                           optimization_pipeline(self.target_machine,
                                                                 ir_level(opt_level, ir_opt_level)))
-        self._archives: list[Archive] = []
-        self._linked_members: set[int] = set()
-        self.linker.definition_generators.append(self._link_archive_member)
+        self.archives = ArchiveMembers(self.linker)
+        self.linker.definition_generators.append(self.archives)
         self._destructors_run = False
 
     # -- adding -----------------------------------------------------------------
@@ -140,17 +139,7 @@ class MCJITReplacement:
         if not isinstance(data, (bytes, bytearray)):
             name = str(data)
             data = _read(Path(data))
-        self._archives.append(Archive(bytes(data), name))
-
-    def _link_archive_member(self, name: str) -> bool:
-        for archive in self._archives:
-            member = archive.member_defining(name)
-            if member is not None and id(member) not in self._linked_members:
-                self._linked_members.add(id(member))
-                self.linker.add_object_set([member.data],
-                                           names=[f"{archive.name}({member.name})"])
-                return True
-        return False
+        self.archives.add(Archive(bytes(data), name))
 
     def remove_module(self, handle: Handle) -> None:
         self.linker.remove_object_set(handle)

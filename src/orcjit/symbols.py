@@ -180,3 +180,14 @@ class ChainResolver:
             if address is not None:
                 return address
         return None
+
+
+class InDylib:
+    """A resolver for a set that joins JITDylib ``dylib``: hidden symbols of
+    sets in other JITDylibs are invisible to it (and its to them)."""
+
+    def __init__(self, resolver: SymbolResolver, dylib: str):
+        self.resolver, self.dylib = resolver, dylib
+
+    def lookup(self, name: str) -> int | None:
+        return self.resolver.lookup(name)

@@ -19,7 +19,7 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,7 @@ class _LazySet:
     globals_handles: list[Handle] = field(default_factory=list)
     global_names: set[str] = field(default_factory=set)
     retired: list[_LazyFunction] = field(default_factory=list)   # replaced bodies, kept
+    aliases: list[str] = field(default_factory=list)
     generation: int = 0
     removed: bool = False
 
@@ -81,13 +82,17 @@ class _SetResolver:
         self.globals_handle: Handle | None = None
 
     @property
+    def dylib(self) -> str:
+        return getattr(self.fallback, "dylib", "")
+
+    @property
     def dso_handle(self) -> int:
         if self.globals_handle is None:
             return 0
         return self.layer.base.dso_handle_of(self.globals_handle)  # type: ignore[attr-defined, no-any-return]
 
     def lookup(self, name: str) -> int | None:
-        stub = self.layer.stubs.find_stub(name)
+        stub = self.layer.stubs.find_stub(self.layer.aliases.get(name, name))
         return stub if stub else self.fallback.lookup(name)
 
 
@@ -106,6 +111,10 @@ class CompileOnDemandLayer(Layer):
         self.patcher = CallSitePatcher(self) if patch_call_sites else None
         self._sets: dict[Handle, _LazySet] = {}
         self._candidates: dict[str, list[_LazyFunction]] = {}   # stub name -> definitions
+        self.aliases: dict[str, str] = {}     # alias -> the stub name it stands for
+        #: called with each partition module (and its function names) before it
+        #: is compiled -- for dumps and tracing (lli's -orc-lazy-debug)
+        self.on_partition: Callable[[Any, list[str]], None] | None = None
         self._lock = threading.RLock()
         self.functions_compiled = 0
         self.partition_seconds = 0.0    # cutting and assembling text (ours)
@@ -141,6 +150,10 @@ class CompileOnDemandLayer(Layer):
                     functools.partial(self._compile, function))
                 self._candidates.setdefault(function.stub_name, []).append(function)
                 self._point_stub(function.stub_name)
+            for cut in texts:
+                for alias, target in cut.function_aliases.items():
+                    self.aliases[cut.stub_name(alias)] = cut.stub_name(target)
+                    lazy.aliases.append(cut.stub_name(alias))
             handle = Handle()
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
@@ -272,7 +285,10 @@ class CompileOnDemandLayer(Layer):
             text = function.module.function_partition(function.ir_name)
             parsed = time.perf_counter()
             # cut from a module verified when it was added: no second verification
-            module = parse_ir(text, name=function.stub_name, verify=False)
+            module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
+                              verify=False)
+            if self.on_partition is not None:
+                self.on_partition(module, [function.stub_name])
             self.partition_seconds += parsed - start
             self.parse_seconds += time.perf_counter() - parsed
             handle = self.base.add_module_set([module], None, function.owner.resolver)
@@ -300,6 +316,7 @@ class CompileOnDemandLayer(Layer):
 
     # -- symbols -------------------------------------------------------------------
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
+        name = self.aliases.get(name, name)
         if name in self._candidates:
             return JITSymbol(self.stubs.find_stub(name),
                              JITSymbolFlags.EXPORTED | JITSymbolFlags.CALLABLE)
@@ -332,6 +349,8 @@ class CompileOnDemandLayer(Layer):
             for globals_handle in lazy.globals_handles:
                 self.base.remove_module_set(globals_handle)
             lazy.removed = True
+            for alias in lazy.aliases:
+                self.aliases.pop(alias, None)
             for function in lazy.retired:
                 self._drop(function)
             for function in lazy.functions.values():

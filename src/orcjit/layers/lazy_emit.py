@@ -10,7 +10,7 @@ below. Sets that are never used are never compiled.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,10 @@ class _EmittingResolver:
     def __init__(self, layer: LazyEmitLayer, fallback: SymbolResolver | None):
         self.layer, self.fallback = layer, fallback
 
+    @property
+    def dylib(self) -> str:
+        return getattr(self.fallback, "dylib", "")
+
     def lookup(self, name: str) -> int | None:
         symbol = self.layer.find_symbol(name, exported_symbols_only=False)
         if symbol is not None:
@@ -56,6 +60,8 @@ class LazyEmitLayer(Layer):
         self._sets: dict[Handle, _Deferred] = {}
         self._lock = threading.RLock()
         self.sets_emitted = 0
+        #: called with each module (and its function names) as its set is emitted
+        self.on_emit: Callable[[Any, list[str]], None] | None = None
 
     def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
                        resolver: SymbolResolver | None = None) -> Handle:
@@ -77,6 +83,10 @@ class LazyEmitLayer(Layer):
     def _emit(self, deferred: _Deferred) -> Handle:
         with deferred.lock:
             if deferred.emitted is None:
+                if self.on_emit is not None:
+                    for module in deferred.modules:
+                        self.on_emit(module, [f.name for f in module.functions
+                                              if not f.is_declaration])
                 deferred.emitted = self.base.add_module_set(
                     deferred.modules, deferred.memory_manager, deferred.resolver)
                 for module in deferred.modules:

@@ -86,6 +86,8 @@ class ObjectLinkingLayer(Layer):
                             if sym.type == STT_FUNC and sym.shndx != SHN_UNDEF)
             linked = LinkedSet(graphs, memory_manager or self.memory_pool.create_memory_manager(),
                                resolver or self.resolver)
+            # a resolver may say which JITDylib (symbol namespace) the set joins
+            linked.dylib = getattr(resolver, "dylib", "")
             linked.collect_definitions()
             self._check_duplicates(linked)
             handle = Handle()
@@ -112,10 +114,17 @@ class ObjectLinkingLayer(Layer):
             raise DuplicateDefinitionError(clashes)
 
     # -- symbol table ------------------------------------------------------------
-    def _winner(self, name: str) -> Definition | None:
+    def _winner(self, name: str, seen_from: str | None = None) -> Definition | None:
+        """The definition ``name`` binds to; from code in JITDylib ``seen_from``,
+        hidden definitions of other JITDylibs do not count."""
         candidates = self._candidates.get(name)
         if not candidates:
             return None
+        if seen_from is not None:
+            candidates = [c for c in candidates if c.owner.dylib == seen_from
+                          or c.flags & JITSymbolFlags.EXPORTED]
+            if not candidates:
+                return None
         best = candidates[0]
         for candidate in candidates[1:]:
             if candidate.strength > best.strength:
@@ -234,10 +243,10 @@ class ObjectLinkingLayer(Layer):
             weak = linked.weak_references()
             table: dict[str, Binding] = {}
             for name in linked.referenced_names():
-                definition = self._winner(name)
+                definition = self._winner(name, linked.dylib)
                 if definition is None and any(generate(name)
                                               for generate in self.definition_generators):
-                    definition = self._winner(name)
+                    definition = self._winner(name, linked.dylib)
                 if definition is not None:
                     table[name] = definition
                     owner = definition.owner

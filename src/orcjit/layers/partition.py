@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 # a global name as LLVM prints it: @name, @"quoted name", @123
 _GLOBAL = r'@(?:[-a-zA-Z$._][-a-zA-Z$._0-9]*|"(?:[^"\\]|\\.)*"|\d+)'
 _GLOBAL_RE = re.compile(_GLOBAL)
+_ALIAS_OF = re.compile(rf"= (?:[a-z_]+ )*alias [^,]+, ptr ({_GLOBAL})$")
 _METADATA_REF = re.compile(r"!(\d+)\b")
 _DEBUG_ATTACHMENT = re.compile(r",? !dbg !\d+")
 _LINKAGES = {"private", "internal", "available_externally", "linkonce", "weak", "common",
@@ -64,7 +65,10 @@ class ModuleText:
     metadata: dict[str, str]            # "!N" -> line
     named_metadata: list[str]
     module_asm: list[str]
+    function_aliases: dict[str, str] = field(default_factory=dict)   # alias -> function
+    local_aliases: set[str] = field(default_factory=set)
     renames: dict[str, str] = field(default_factory=dict)   # promoted local names
+    name: str = ""                     # the module identifier
     _originals: dict[str, str] = field(default_factory=dict)  # renamed -> printed name
     body_suffix: str = BODY_SUFFIX     # differs per replacement generation
 
@@ -105,16 +109,33 @@ class ModuleText:
                 mod.header.append(line)
             elif line.startswith("module asm"):
                 mod.module_asm.append(line)
+            elif line.startswith("; ModuleID = '"):
+                mod.name = line[len("; ModuleID = '"):-1]
             i += 1
+        mod._separate_function_aliases()
         return mod
+
+    def _separate_function_aliases(self) -> None:
+        """``@a = alias ..., ptr @f`` with ``f`` a function: not a global but a
+        second name for ``f``'s stub (an alias cannot point at a declaration,
+        which is all ``f`` is outside its own partition)."""
+        for name, item in list(self.globals.items()):
+            match = _ALIAS_OF.search(item.line)
+            if match and match.group(1) in self.functions:
+                self.function_aliases[name] = match.group(1)
+                if item.linkage in _LOCAL_LINKAGES:
+                    self.local_aliases.add(name)
+                del self.globals[name]
 
     def promote_locals(self, suffix: str) -> None:
         """Give internal/private symbols hidden, set-unique names."""
         for name, item in list(self.functions.items()) + list(self.globals.items()):
             if item.linkage in _LOCAL_LINKAGES and not name.startswith("@llvm."):
                 self.renames[name] = _suffixed(name, suffix)
-        self._originals = {self.renames.get(n, n): n
-                           for n in list(self.functions) + list(self.globals)}
+        for alias in self.local_aliases:
+            self.renames[alias] = _suffixed(alias, suffix)
+        self._originals = {self.renames.get(n, n): n for n in
+                           list(self.functions) + list(self.globals) + list(self.function_aliases)}
 
     # -- assembling ----------------------------------------------------------
     def rename(self, text: str) -> str:
@@ -182,7 +203,11 @@ class ModuleText:
         out += self.module_asm
         for ref in sorted(references):
             original = self._originals.get(ref, ref)
-            if original in self.functions:
+            if original in self.function_aliases:
+                target = self.function_aliases[original]
+                declaration = _declaration(self.rename(self.functions[target].header))
+                out.append(declaration.replace(self.rename(target) + "(", ref + "(", 1))
+            elif original in self.functions:
                 out.append(_declaration(self.rename(self.functions[original].header)))
             elif original in self.globals:
                 out.append(f"{ref} = external global i8")
@@ -207,12 +232,17 @@ class ModuleText:
         return wanted + [self.metadata[r] for r in sorted(seen, key=lambda r: int(r[1:]))]
 
 
+_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})")
+
+
 def _bare(name: str) -> str:
-    """'@foo' -> 'foo'; '@"a b"' -> 'a b'."""
+    """The symbol an IR name becomes in the object: '@foo' -> 'foo',
+    '@"a b"' -> 'a b', escapes decoded, and a leading \\01 (LLVM's "use this
+    name verbatim" mark, which the mangler drops) removed."""
     name = name[1:]
     if name.startswith('"'):
-        name = name[1:-1]
-    return name
+        name = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), name[1:-1])
+    return name[1:] if name.startswith("\x01") else name
 
 
 def _suffixed(name: str, suffix: str) -> str:

@@ -8,13 +8,15 @@ registers first. ctypes takes the GIL for the callback, also on threads
 Python never created (pthreads started by JIT'd code).
 
 If compilation fails there is nothing sensible to return into: the error
-is printed and the callback returns the address of a trap (``ud2``), so
-the process stops at once instead of jumping into garbage.
+is printed (with a traceback if ``ORCJIT_DEBUG`` is set) and the callback
+returns the address of a trap (``ud2``), so the process stops at once
+instead of jumping into garbage.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 import traceback
@@ -89,9 +91,11 @@ class CompileCallbackManager:
             if compile is None:
                 raise RuntimeError(f"no compile callback at {trampoline:#x}")
             return compile()
-        except BaseException:
-            print("orcjit: lazy compilation failed; stopping (ud2):", file=sys.stderr)
-            traceback.print_exc()
+        except BaseException as error:
+            # nothing to return into: say why, then stop at a ud2
+            print(f"orcjit: JIT session error: {error}", file=sys.stderr, flush=True)
+            if os.environ.get("ORCJIT_DEBUG"):
+                traceback.print_exc()
             return self.trap_address
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidObjectError
 from . import elf
@@ -102,3 +103,31 @@ def _member_name(raw: str, long_names: bytes) -> str:
         end = long_names.find(b"/\n", start)
         return long_names[start:end if end >= 0 else None].decode("utf-8", "replace")
     return raw.rstrip("/")
+
+
+class ArchiveMembers:
+    """A definition generator: links the archive member that defines a name.
+
+    Install it in an ObjectLinkingLayer's ``definition_generators``; when a
+    name nothing defines is needed, the first archive (in the order added)
+    with a member defining it has that member added as an object set --
+    once: members are never linked twice.
+    """
+
+    def __init__(self, linker: Any):
+        self.linker = linker
+        self.archives: list[Archive] = []
+        self._linked: set[int] = set()
+
+    def add(self, archive: Archive) -> None:
+        self.archives.append(archive)
+
+    def __call__(self, name: str) -> bool:
+        for archive in self.archives:
+            member = archive.member_defining(name)
+            if member is not None and id(member) not in self._linked:
+                self._linked.add(id(member))
+                self.linker.add_object_set([member.data],
+                                           names=[f"{archive.name}({member.name})"])
+                return True
+        return False

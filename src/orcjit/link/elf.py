@@ -194,12 +194,11 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     """
     data = bytes(data)
     size = len(data)
-    if size < _EHDR.size:
-        raise _bad(f"only {size} bytes, shorter than an ELF header")
+    if size < _EHDR.size or bytes(data[:4]) != ELFMAG:
+        raise InvalidObjectError("The file was not recognized as a valid object file "
+                                 f"({size} bytes{', no ELF magic' if size >= 4 else ''})")
     (ident, e_type, e_machine, _version, _entry, _phoff, e_shoff, _flags, _ehsize,
      _phentsize, _phnum, e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data, 0)
-    if ident[:4] != ELFMAG:
-        raise _bad("bad magic (not an ELF file)")
     if ident[4] != ELFCLASS64 or ident[5] != ELFDATA2LSB:
         raise _bad("only 64-bit little-endian ELF is supported")
     if e_type != ET_REL:

@@ -83,6 +83,7 @@ class LinkedSet:
     # direct rel32 calls to addresses outside the set: (name, address of the field)
     external_calls: list[tuple[str, int]] = field(default_factory=list)
     handle: Any = None        # the layer's Handle, once added
+    dylib: str = ""           # JITDylib: hidden symbols are seen only within one
 
     # -- phase 1 -----------------------------------------------------------
     def collect_definitions(self) -> None:
