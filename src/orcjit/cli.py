@@ -274,6 +274,8 @@ class _Engine:
         self.jit = _engine(inv)
         self.mcjit = self.jit if isinstance(self.jit, MCJITReplacement) else None
         self.cache_ids = bool(self.mcjit and inv.options["enable-cache-manager"])
+        if self.mcjit is None and self.jit.lazy is not None:
+            self.jit.lazy.callbacks.on_failure = _exit_after_failed_compile
         dump = _DUMPS.get(inv.options["orc-lazy-debug"])
         if dump is not None and self.mcjit is None:
             if self.jit.lazy is not None:
@@ -304,6 +306,14 @@ class _Engine:
         if self.mcjit is not None:
             return self.mcjit.get_function_address(name)
         return int(self.jit.address(name))
+
+
+def _exit_after_failed_compile(error: BaseException) -> None:
+    """A lazy compile failed inside the program: exit 1 (as lli does), not crash."""
+    import os
+
+    _flush_c_stdio()
+    os._exit(1)
 
 
 def _c_stdout(text: str) -> None:

@@ -44,6 +44,9 @@ class CompileCallbackManager:
         self._lock = threading.Lock()
         self.resolver_address = 0
         self.trap_address = 0
+        #: called instead of returning the trap when a compilation fails; it
+        #: must not return (e.g. a command-line tool exits with a status)
+        self.on_failure: Callable[[BaseException], None] | None = None
 
     def _ensure_resolver(self) -> None:
         if self.resolver_address:
@@ -96,6 +99,8 @@ class CompileCallbackManager:
             print(f"orcjit: JIT session error: {error}", file=sys.stderr, flush=True)
             if os.environ.get("ORCJIT_DEBUG"):
                 traceback.print_exc()
+            if self.on_failure is not None:
+                self.on_failure(error)
             return self.trap_address
 
     def close(self) -> None:
