@@ -230,3 +230,15 @@ def test_definition_linkage_and_visibility_words(lazy, words):
     lazy.add_ir(f"define {words} i32 @callee() {{\n  ret i32 42\n}}\n"
                 "define i32 @entry() {\n  %r = call i32 @callee()\n  ret i32 %r\n}\n")
     assert lazy.lookup("entry", "int()")() == 42
+
+
+def test_modules_of_one_set_keep_their_private_names_apart(any_jit):
+    """clang names string constants @.str in every module."""
+    a = ('@.str = private constant [2 x i8] c"a\\00"\n@ta = global ptr @.str\n'
+         "define ptr @fa() {\n  %p = load ptr, ptr @ta\n  ret ptr %p\n}\n")
+    b = ('@.str = private constant [2 x i8] c"b\\00"\n@tb = global ptr @.str\n'
+         "declare ptr @fa()\ndefine i32 @diff() {\n  %p = load ptr, ptr @tb\n"
+         "  %q = call ptr @fa()\n  %x = load i8, ptr %p\n  %y = load i8, ptr %q\n"
+         "  %s = sub i8 %x, %y\n  %r = zext i8 %s to i32\n  ret i32 %r\n}\n")
+    any_jit.add_ir([a, b])
+    assert any_jit.lookup("diff", "int()")() == 1

@@ -64,7 +64,8 @@ OPTIONS: dict[str, Option] = {
                              ("no-dump", "funcs-to-stdout", "mods-to-stdout", "mods-to-disk")),
     "jit-linker": Option("str", "accepted: orcjit always links with its own linker", "default",
                          ("default", "rtdyld", "jitlink")),
-    "generate": Option("list", "built-in functions for JIT'd code (none supported yet)"),
+    "generate": Option("list", "built-in functions JIT'd code may call: "
+                       "__dump_jit_debug_descriptor, __dump_jit_debug_objects"),
     "indirection": Option("str", "orc-lazy stubs: double, single or patchpoint", "double",
                           ("double", "single", "patchpoint")),
     "remote-mcjit": Option("bool", "run in a child process (not supported yet)", False),
@@ -162,7 +163,7 @@ def _parse(argv: Sequence[str]) -> Invocation:
                                  "integer argument!") from None
         else:
             options[name] = value
-    raise UsageError(f"No input file specified.  Try: '{PROG} --help'")
+    return Invocation(options, opt_level, "-", [])       # like lli: the module comes on stdin
 
 
 def usage() -> str:
@@ -234,10 +235,14 @@ def run(inv: Invocation) -> int:
         raise UsageError("-force-interpreter: orcjit has no interpreter; it always compiles")
     if o["remote-mcjit"] or o["mcjit-remote-process"]:
         raise UsageError("-remote-mcjit: remote execution is not supported yet")
-    if o["generate"]:
-        raise UsageError(f"-generate={o['generate'][0]}: built-in functions are not supported yet")
+    unknown = [name for name in o["generate"] if name not in _BUILTINS]
+    if unknown:
+        raise UsageError(f"-generate={unknown[0]}: no such built-in function "
+                         f"(known: {', '.join(_BUILTINS)})")
     source = _read_input(inv.input)
     engine = _Engine(inv)
+    for name in o["generate"]:
+        engine.define(name, _BUILTINS[name], "void(void*)")
     try:
         for library in o["load"] + o["dlopen"]:
             engine.jit.load_library(library)
@@ -302,6 +307,10 @@ class _Engine:
     def add_archive(self, path: str, data: bytes) -> None:
         self.jit.add_archive(data, path) if self.mcjit is None else self.mcjit.add_archive(data)
 
+    def define(self, name: str, function: Callable[..., Any], signature: str) -> None:
+        target = self.mcjit.definitions if self.mcjit is not None else self.jit
+        target.define(name, function, signature)
+
     def address(self, name: str) -> int:
         if self.mcjit is not None:
             return self.mcjit.get_function_address(name)
@@ -336,6 +345,28 @@ def _dump_module_to_disk(module: Any, functions: list[str]) -> None:
     with open(module.name.replace("/", "_") + ".ll", "w") as f:
         f.write(str(module))
 
+
+def _dump_debug_descriptor(address: int) -> None:
+    from .runtime.debugger import format_descriptor
+
+    _c_stdout(format_descriptor(address))
+
+
+def _dump_debug_objects(address: int) -> None:
+    import ctypes
+
+    from .runtime.debugger import debug_objects
+
+    data = debug_objects(address)
+    libc = ctypes.CDLL(None)
+    libc.fwrite(data, 1, len(data), ctypes.c_void_p.in_dll(libc, "stdout"))
+
+
+#: lli's -generate built-ins (test helpers reading the GDB JIT descriptor)
+_BUILTINS: dict[str, Callable[[int], None]] = {
+    "__dump_jit_debug_descriptor": _dump_debug_descriptor,
+    "__dump_jit_debug_objects": _dump_debug_objects,
+}
 
 _DUMPS: dict[str, Callable[[Any, list[str]], None]] = {
     "funcs-to-stdout": _dump_functions,

@@ -54,7 +54,6 @@ def test_parse_lli_style_options():
     (["-extra-module"], "requires a value"),
     (["-no-process-syms=maybe", "x.ll"], "invalid value for boolean"),
     (["-compile-threads=two", "x.ll"], "invalid for integer"),
-    ([], "No input file specified"),
 ])
 def test_bad_command_lines(argv, message):
     with pytest.raises(UsageError, match=message):

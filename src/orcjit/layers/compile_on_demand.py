@@ -59,7 +59,7 @@ class _LazyFunction:
 class _LazySet:
     modules: list[ModuleText]
     resolver: _SetResolver
-    suffix: str                  # makes the set's promoted local names unique
+    suffixes: list[str]          # per module: makes its promoted local names unique
     functions: dict[str, _LazyFunction] = field(default_factory=dict)    # by stub name
     globals_handles: list[Handle] = field(default_factory=list)
     global_names: set[str] = field(default_factory=set)
@@ -125,9 +125,9 @@ class CompileOnDemandLayer(Layer):
     def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
                        resolver: SymbolResolver | None = None) -> Handle:
         start = time.perf_counter()
-        suffix = f".orc{next(self._set_ids)}"
-        texts = [_cut(module, suffix) for module in modules]
-        lazy = _LazySet(texts, _SetResolver(self, resolver or self.resolver), suffix)
+        suffixes = [f".orc{next(self._set_ids)}" for _ in modules]
+        texts = [_cut(module, suffix) for module, suffix in zip(modules, suffixes)]
+        lazy = _LazySet(texts, _SetResolver(self, resolver or self.resolver), suffixes)
         with self._lock:
             clashes = []
             for cut in texts:
@@ -197,7 +197,11 @@ class CompileOnDemandLayer(Layer):
             if lazy is None:
                 raise JITError(f"unknown or removed handle {handle!r}")
             lazy.generation += 1
-            texts = [_cut(module, lazy.suffix, generation=lazy.generation) for module in modules]
+            # module i replaces module i: its local names must map to the same globals
+            while len(lazy.suffixes) < len(modules):
+                lazy.suffixes.append(f".orc{next(self._set_ids)}")
+            texts = [_cut(module, suffix, generation=lazy.generation)
+                     for module, suffix in zip(modules, lazy.suffixes)]
             replaced: list[tuple[_LazyFunction, _LazyFunction | None]] = []
             for cut in texts:
                 for ir_name in cut.defined_functions():

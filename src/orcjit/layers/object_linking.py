@@ -219,6 +219,9 @@ class ObjectLinkingLayer(Layer):
         for linked in closure:
             for name in linked.definitions.keys() & self._rebindable.keys():
                 self._rebind(name)
+        for linked in closure:
+            for image in linked.debug_objects():
+                linked.debug_registrations.append(self.platform.debugger.register(image))
         for observe in self._call_observers:
             for linked in closure:
                 for name, site in linked.external_calls:
@@ -300,6 +303,8 @@ class ObjectLinkingLayer(Layer):
                 if linked.state is State.FINALIZED:
                     self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
             finally:
+                for registration in linked.debug_registrations:
+                    self.platform.debugger.unregister(registration)
                 for name, definition in linked.definitions.items():
                     candidates = self._candidates[name]
                     candidates.remove(definition)

@@ -71,6 +71,8 @@ class LinkGraph:
     debug_sections: dict[str, bytes] = field(default_factory=dict)
     comdat_signatures: list[str] = field(default_factory=list)
     got_symbol: int | None = None         # _GLOBAL_OFFSET_TABLE_, if referenced
+    object_data: bytes = b""              # the object itself, for debug objects
+    section_blocks: dict[int, Block] = field(default_factory=dict)  # section index -> block
     got_entries: dict[int, int] = field(default_factory=dict)   # target -> GOT entry symbol
     direct_calls: list[tuple[Block, int, int]] = field(default_factory=list)  # rel32 calls
 
@@ -144,7 +146,8 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
     blocks: list[Block] = []
     section_blocks: dict[int, Block] = {}
     graph = LinkGraph(name, arch, blocks, list(obj.symbols), [], {}, {}, {},
-                      comdat_signatures=signatures)
+                      comdat_signatures=signatures, object_data=obj.data,
+                      section_blocks=section_blocks)
     for s in sections:
         if s.index in dropped or s.type in (elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB,
                                             elf.SHT_STRTAB, elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX):

@@ -31,6 +31,7 @@ from . import elf
 from .got_plt import build_got_and_plt
 from .graph import Block, LinkGraph, Segment
 from .memory import SetMemoryManager
+from ..runtime.debugger import debug_object
 from .relocate import apply_fixups
 
 STRONG, WEAK, COMMON = 2, 1, 0
@@ -83,6 +84,7 @@ class LinkedSet:
     # direct rel32 calls to addresses outside the set: (name, address of the field)
     external_calls: list[tuple[str, int]] = field(default_factory=list)
     handle: Any = None        # the layer's Handle, once added
+    debug_registrations: list[Any] = field(default_factory=list)
     dylib: str = ""           # JITDylib: hidden symbols are seen only within one
 
     # -- phase 1 -----------------------------------------------------------
@@ -281,6 +283,12 @@ class LinkedSet:
         self.memory.finalize(self._buffers, actions)
         del self._buffers
         self.state = State.FINALIZED
+
+    def debug_objects(self) -> list[bytes]:
+        """Debug objects (see runtime.debugger) of the graphs that carry DWARF."""
+        return [debug_object(graph.object_data,
+                             {index: block.address for index, block in graph.section_blocks.items()})
+                for graph in self.graphs if ".debug_info" in graph.debug_sections]
 
     def release_memory(self) -> None:
         self.memory.deallocate()

@@ -13,6 +13,7 @@ import ctypes
 import threading
 
 from ..executor.base import ActionCall, Executor
+from .debugger import GDBJITRegistrar
 from .eh_frame import FrameRegistrar
 
 _CXA_ATEXIT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
@@ -25,6 +26,7 @@ class Platform:
     def __init__(self, executor: Executor):
         self.executor = executor
         self.frames = FrameRegistrar()
+        self.debugger = GDBJITRegistrar()
         self._registrations: dict[int, list[tuple[int, int]]] = {}
         self._lock = threading.Lock()
         self._cxa_atexit = _CXA_ATEXIT(self._register)
@@ -32,6 +34,9 @@ class Platform:
         self._symbols = {
             "__cxa_atexit": ctypes.cast(self._cxa_atexit, ctypes.c_void_p).value,
             "atexit": ctypes.cast(self._atexit, ctypes.c_void_p).value,
+            # GDB's JIT interface (ours unless the process has its own)
+            "__jit_debug_descriptor": self.debugger.descriptor_address,
+            "__jit_debug_register_code": self.debugger.register_code_address,
         }
 
     def lookup(self, name: str) -> int | None:
