@@ -24,6 +24,9 @@ test-all: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/compile_time.py
 	$(PY) bench/memory_cycles.py
+	$(PY) bench/call_overhead.py
+	$(PY) bench/lazy_overhead.py
+	$(PY) bench/bzip2.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -308,6 +308,7 @@ class Engine:
     """Interface shared by all engine adapters."""
 
     name = "?"
+    executes = True      # False only for the no-JIT baseline
     last_phases: dict
 
     def add(self, ir_text: str, symbols: list[str]):
@@ -340,6 +341,17 @@ class _PhaseTimer:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
 
 
+def _free_pass_manager(mpm) -> None:
+    """Really free a llvmlite ModulePassManager (see LlvmliteFrontEnd)."""
+    from llvmlite.binding import ffi
+    from llvmlite.binding.newpassmanagers import NewPassManager
+    if type(mpm)._dispose is ffi.ObjectRef._dispose:   # llvmlite 0.50 MRO bug
+        NewPassManager._dispose(mpm)
+        mpm.detach()
+    else:
+        mpm.close()
+
+
 class LlvmliteFrontEnd:
     """Parse + optimise, identically for every llvmlite-based engine.
 
@@ -349,6 +361,18 @@ class LlvmliteFrontEnd:
     is specified to run -- so that the engines differ only in what happens
     after optimisation.  Each module is parsed into a fresh LLVMContext,
     as LLJIT and orcjit do, so nothing accumulates in the global context.
+
+    Two llvmlite 0.50 pitfalls are worked around here (see bench/README.md):
+
+    * a ModulePassManager is never freed (``ModulePassManager`` inherits
+      ``ObjectRef._dispose``, a no-op, ahead of ``NewPassManager._dispose``):
+      ~85 KB leaked per module at -O2.  We free it explicitly.
+    * every ``run`` appends instrumentation callbacks to the PassBuilder,
+      never removed: with one shared PassBuilder, optimising the small
+      module slows from ~3 ms to ~30 ms over 2,000 modules.  So the
+      PassBuilder is created per module (~10 us, leaks ~1.5 KB).
+      (A ModulePassManager cannot be shared either: running it on a second
+      module aborts the process.)
     """
 
     def __init__(self, opt: int):
@@ -361,13 +385,22 @@ class LlvmliteFrontEnd:
         self._cpu = llvm.get_host_cpu_name()
         self._features = llvm.get_host_cpu_features().flatten()
         self._pass_tm = self.target_machine()
-        pto = llvm.create_pipeline_tuning_options(speed_level=opt)
-        self._pb = llvm.create_pass_builder(self._pass_tm, pto)
 
     def target_machine(self):
         """A new TargetMachine; engines that take ownership need their own."""
         return self._target.create_target_machine(
             cpu=self._cpu, features=self._features, opt=self.opt, jit=True)
+
+    def optimize(self, module) -> None:
+        """llvmlite's new pass manager, default pipeline at ``opt``."""
+        llvm = self.llvm
+        pto = llvm.create_pipeline_tuning_options(speed_level=self.opt)
+        pb = llvm.create_pass_builder(self._pass_tm, pto)
+        mpm = pb.getModulePassManager()
+        try:
+            mpm.run(module, pb)
+        finally:
+            _free_pass_manager(mpm)
 
     def parse_and_optimize(self, ir_text: str, timer: _PhaseTimer):
         """Return (module, context); keep the context alive as long as the
@@ -377,10 +410,35 @@ class LlvmliteFrontEnd:
             ctx = self.llvm.create_context()
             module = self.llvm.parse_assembly(ir_text, context=ctx)
         with timer("optimize"):
-            # A new pipeline per module: in llvmlite 0.50 running the same
-            # ModulePassManager on a second module aborts (C++ assertion).
-            self._pb.getModulePassManager().run(module, self._pb)
+            self.optimize(module)
         return module, ctx
+
+
+class FrontEndOnly(Engine):
+    """Baseline, not a JIT: parse + optimise + emit an object file, then
+    drop everything.  Whatever memory this keeps per module is llvmlite's
+    (and shared by every engine here); the JITs' own retention is their
+    growth minus this.  It produces no callable code."""
+
+    name = "baseline: parse+optimise+emit_object, no JIT"
+    executes = False
+
+    def __init__(self, opt: int):
+        self.front = LlvmliteFrontEnd(opt)
+        self._tm = self.front.target_machine()
+        self.last_phases = {}
+
+    def add(self, ir_text, symbols):
+        timer = _PhaseTimer()
+        module, ctx = self.front.parse_and_optimize(ir_text, timer)
+        with timer("codegen"):
+            self._tm.emit_object(module)
+        self.last_phases = timer.phases
+        module.close()
+        return None, {}
+
+    def remove(self, handle):
+        pass
 
 
 class _MCJITModule:
@@ -452,8 +510,9 @@ class MCJITEngine(Engine):
 class LLJITEngine(Engine):
     """llvmlite LLJIT (``create_lljit_compiler``), one JIT library per add.
 
-    LLJIT only accepts IR *text* (it parses it itself) and runs no IR
-    optimisation, only codegen at the target machine's opt level.  To give
+    ``JITLibraryBuilder`` takes IR only as *text* (LLJIT parses it itself)
+    and LLJIT runs no IR optimisation, only codegen at the target machine's
+    opt level.  To give
     it the same pipeline as the others we optimise in llvmlite first and
     then hand over either
 
@@ -545,6 +604,7 @@ class OrcJITEngine(Engine):
 
 
 ENGINES = {
+    "baseline": lambda opt: FrontEndOnly(opt),
     "mcjit": lambda opt: MCJITEngine(opt),
     "mcjit-fresh": lambda opt: MCJITEngine(opt, fresh_engine_per_module=True),
     "lljit": lambda opt: LLJITEngine(opt, via="ir"),

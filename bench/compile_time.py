@@ -10,7 +10,7 @@ first compile, and no engine can warm caches or fragment the heap for
 another.  Inside the child only "IR text -> address" is timed (plus, in its
 own column, creating the engine); interpreter start-up and imports are not.
 
-    python bench/compile_time.py [--opt 2] [--reps 7] [--functions 2000]
+    python bench/compile_time.py [--opt 2] [--reps 5] [--functions 2000]
 
 Run with PYTHONPATH=src to include orcjit.
 """
@@ -113,7 +113,7 @@ class Cell:
         link = self.phases.get("link")
         if self.key != "orcjit" or link is None:
             return None
-        shares = [l / c for l, c in zip(link.values, self.compile.values) if c > 0]
+        shares = [lk / c for lk, c in zip(link.values, self.compile.values) if c > 0]
         return C.Samples(shares).median
 
 
@@ -144,7 +144,7 @@ def main_table(cells, engine_keys, specs) -> str:
             share = cell.link_share()
             rows.append([cell.engine, spec.label, ms(cell.compile.median), ms(cell.compile.min),
                          ratio, ms(cell.setup.median),
-                         f"{share:.0%}" if share is not None else "-"])
+                         f"{share:.1%}" if share is not None else "-"])
     return C.markdown_table(["engine", "module", "median ms", "min ms", "ratio vs LLJIT",
                              "engine setup ms (median)", "link share"], rows)
 
@@ -192,7 +192,7 @@ def render(cells, engine_keys, specs, args, orcjit_note) -> str:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--opt", type=int, default=2, choices=range(4))
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--functions", type=int, default=2000,
                    help="size of the generated module")
     p.add_argument("--output", default=C.results_path("compile_time.md"))
