@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import random
+import time
 import threading
 
 import pytest
@@ -242,3 +243,32 @@ def test_modules_of_one_set_keep_their_private_names_apart(any_jit):
          "  %s = sub i8 %x, %y\n  %r = zext i8 %s to i32\n  ret i32 %r\n}\n")
     any_jit.add_ir([a, b])
     assert any_jit.lookup("diff", "int()")() == 1
+
+
+def test_tiered_compilation_swaps_in_optimised_bodies():
+    with orcjit.JIT(lazy=True, tiered=True) as jit:
+        jit.lazy.optimizer.delay = 0.0
+        jit.add_ir(CHAIN)
+        second = jit.lookup("second", "int(int)")
+        assert second(20) == 41
+        quick_body = jit.lazy._winner("second").body
+        deadline = time.monotonic() + 10
+        while jit.stats()["functions_optimized"] < 3 and time.monotonic() < deadline:
+            assert second(20) == 41                       # every call right, either tier
+        assert jit.stats()["functions_optimized"] == 3
+        assert jit.lazy._winner("second").body != quick_body
+        assert jit.lookup("address_of_first", "void*()")() == jit.address("first")
+        assert jit.release_replaced(jit.lazy.handles()[0]) == 3
+
+
+def test_closing_a_tiered_jit_with_work_queued():
+    jit = orcjit.JIT(lazy=True, tiered=True)
+    jit.add_ir(many_functions(50))
+    prototype = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+    assert [prototype(jit.address(f"f{i}"))(1) for i in range(50)] == [i + 7 for i in range(50)]
+    jit.close()                                             # does not wait for the queue
+
+
+def test_tiered_needs_lazy():
+    with pytest.raises(ValueError, match="lazy"):
+        orcjit.JIT(tiered=True)

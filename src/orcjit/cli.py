@@ -62,6 +62,8 @@ OPTIONS: dict[str, Option] = {
     "orc-lazy-debug": Option("str", "print what orc-lazy compiles: funcs-to-stdout, "
                              "mods-to-stdout", "no-dump",
                              ("no-dump", "funcs-to-stdout", "mods-to-stdout", "mods-to-disk")),
+    "emulated-tls": Option("bool", "emulated thread-local storage (not supported: "
+                           "llvmlite cannot switch it on)", False),
     "jit-linker": Option("str", "accepted: orcjit always links with its own linker", "default",
                          ("default", "rtdyld", "jitlink")),
     "generate": Option("list", "built-in functions JIT'd code may call: "
@@ -235,6 +237,8 @@ def run(inv: Invocation) -> int:
         raise UsageError("-force-interpreter: orcjit has no interpreter; it always compiles")
     if o["remote-mcjit"] or o["mcjit-remote-process"]:
         raise UsageError("-remote-mcjit: remote execution is not supported yet")
+    if o["emulated-tls"]:
+        raise UsageError("-emulated-tls: not supported (llvmlite cannot switch emulated TLS on)")
     unknown = [name for name in o["generate"] if name not in _BUILTINS]
     if unknown:
         raise UsageError(f"-generate={unknown[0]}: no such built-in function "

@@ -45,7 +45,8 @@ class JIT:
                  features: str | None = None, code_model: str = "small",
                  reloc_model: str = "pic", executor: Executor | None = None,
                  process_symbols: bool = True, ir_opt_level: int | None = None,
-                 lazy: bool | str = False, indirection: str = "double"):
+                 lazy: bool | str = False, indirection: str = "double",
+                 tiered: bool = False):
         self.executor = executor or InProcessExecutor()
         self.definitions = DefinitionsResolver()
         self.libraries = LibraryResolver(self.executor)
@@ -61,6 +62,8 @@ class JIT:
                                                                 ir_level(opt_level, ir_opt_level)))
         self.top: Layer = self.optimizer
         self.lazy: CompileOnDemandLayer | None = None
+        self._tier1_compiler: IRCompileLayer | None = None
+        self._tier1_optimizer: IRTransformLayer | None = None
         self.deferred: LazyEmitLayer | None = None
         if lazy not in (False, True, "function", "module"):
             raise ValueError(f"lazy must be False, True/'function' or 'module', not {lazy!r}")
@@ -73,11 +76,23 @@ class JIT:
         elif lazy:
             pool = self.linker.memory_pool
             stubs_kind, patch_call_sites = INDIRECTIONS[indirection]
-            self.lazy = CompileOnDemandLayer(self.optimizer, stubs_kind(pool),
+            first_tier: Layer = self.optimizer
+            if tiered:
+                # tier 1: -O0 (FastISel), fast to compile; tier 2 (the stack above)
+                # recompiles what ran in the background
+                quick = create_target_machine(triple, cpu, features, 0, code_model, reloc_model)
+                self._tier1_compiler = IRCompileLayer(self.linker, SimpleCompiler(quick))
+                self._tier1_optimizer = IRTransformLayer(self._tier1_compiler,
+                                                         optimization_pipeline(quick, 0))
+                first_tier = self._tier1_optimizer
+            self.lazy = CompileOnDemandLayer(first_tier, stubs_kind(pool),
                                              CompileCallbackManager(pool),
                                              resolver=self.linker.resolver,
-                                             patch_call_sites=patch_call_sites)
+                                             patch_call_sites=patch_call_sites,
+                                             optimizing_base=self.optimizer if tiered else None)
             self.top = self.lazy
+        elif tiered:
+            raise ValueError("tiered=True needs lazy=True: only stubs let a body be swapped")
         self.opt_level = opt_level
         self._archives: ArchiveMembers | None = None
         self._parse_seconds = 0.0
@@ -225,6 +240,9 @@ class JIT:
             total += self.lazy.compile_seconds
         optimize = self.optimizer.transform_seconds
         codegen = self.compiler.codegen_seconds
+        if self._tier1_compiler is not None:
+            optimize += self._tier1_optimizer.transform_seconds   # type: ignore[union-attr]
+            codegen += self._tier1_compiler.codegen_seconds
         link = self.linker.link_seconds
         return {
             "parse_seconds": parse,
@@ -233,6 +251,8 @@ class JIT:
             "link_seconds": link,
             "overhead_seconds": max(0.0, total - parse - optimize - codegen - link),
             "total_seconds": total,
+            "functions_optimized": (self.lazy.optimizer.functions_optimized
+                                    if self.lazy is not None and self.lazy.optimizer else 0),
             "functions_compiled": (self.lazy.functions_compiled if self.lazy is not None
                                    else self.linker.functions_added),
             "objects_linked": self.linker.objects_linked,
@@ -248,6 +268,8 @@ class JIT:
         """Remove every set (running destructors) and release JIT memory."""
         if not self._closed:
             self._closed = True
+            if self.lazy is not None:
+                self.lazy.close()           # background recompilation stops first
             for layer in (self.lazy, self.deferred):
                 if layer is not None:
                     for handle in reversed(layer.handles()):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +66,7 @@ class _LazySet:
     globals_handles: list[Handle] = field(default_factory=list)
     global_names: set[str] = field(default_factory=set)
     retired: list[_LazyFunction] = field(default_factory=list)   # replaced bodies, kept
+    retired_handles: list[Handle] = field(default_factory=list)  # bodies a tier replaced
     aliases: list[str] = field(default_factory=list)
     generation: int = 0
     removed: bool = False
@@ -103,12 +106,17 @@ class CompileOnDemandLayer(Layer):
 
     def __init__(self, base: Layer, stubs: IndirectStubsManager,
                  callbacks: CompileCallbackManager, resolver: SymbolResolver,
-                 patch_call_sites: bool = False):
+                 patch_call_sites: bool = False, optimizing_base: Layer | None = None,
+                 optimize_after: float = 0.1):
         self.base = base
         self.stubs = stubs         # its kind is the indirection strategy (see INDIRECTIONS)
         self.callbacks = callbacks
         self.resolver = resolver
         self.patcher = CallSitePatcher(self) if patch_call_sites else None
+        #: a second tier: functions that ran are recompiled through
+        #: ``optimizing_base`` on a background thread and swapped in
+        self.optimizer = (BackgroundOptimizer(self, optimizing_base, optimize_after)
+                          if optimizing_base is not None else None)
         self._sets: dict[Handle, _LazySet] = {}
         self._candidates: dict[str, list[_LazyFunction]] = {}   # stub name -> definitions
         self.aliases: dict[str, str] = {}     # alias -> the stub name it stands for
@@ -243,9 +251,12 @@ class CompileOnDemandLayer(Layer):
             if lazy is None:
                 raise JITError(f"unknown or removed handle {handle!r}")
             retired, lazy.retired = lazy.retired, []
+            handles, lazy.retired_handles = lazy.retired_handles, []
         for function in retired:
             self._drop(function)
-        return len(retired)
+        for old in handles:
+            self.base.remove_module_set(old)
+        return len(retired) + len(handles)
 
     def _drop(self, function: _LazyFunction) -> None:
         with function.lock:
@@ -314,6 +325,8 @@ class CompileOnDemandLayer(Layer):
                         self.patcher.retarget(function.stub_name)
             self.functions_compiled += 1
             self.compile_seconds += time.perf_counter() - start
+        if self.optimizer is not None:
+            self.optimizer.submit(function)
         # The trampoline stays: a thread may have read the old stub pointer and
         # be on its way into it. It is released with the function (_drop).
         return body
@@ -353,6 +366,8 @@ class CompileOnDemandLayer(Layer):
             for globals_handle in lazy.globals_handles:
                 self.base.remove_module_set(globals_handle)
             lazy.removed = True
+            for old in lazy.retired_handles:
+                self.base.remove_module_set(old)
             for alias in lazy.aliases:
                 self.aliases.pop(alias, None)
             for function in lazy.retired:
@@ -370,6 +385,41 @@ class CompileOnDemandLayer(Layer):
         return list(self._sets)
 
 
+    def _recompile(self, function: _LazyFunction, base: Layer) -> bool:
+        """Compile ``function`` again through ``base`` and swap the new body in.
+
+        The body it replaces is kept (a thread may be running it) until
+        release_replaced or removal. Returns whether the swap happened.
+        """
+        with self._lock:
+            if function.owner.removed or self._winner(function.stub_name) is not function:
+                return False
+        tier = ".t2"
+        text = function.module.function_partition(function.ir_name, tier)
+        module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
+                          verify=False)
+        handle = base.add_module_set([module], None, function.owner.resolver)
+        body = base.lookup_symbol_address_in(handle, function.module.body_name(
+            function.ir_name, tier), exported_symbols_only=False)
+        with function.lock, self._lock:
+            if not body or function.owner.removed or \
+                    self._winner(function.stub_name) is not function:
+                base.remove_module_set(handle)
+                return False
+            if function.handle is not None:
+                function.owner.retired_handles.append(function.handle)
+            function.handle, function.body = handle, body
+            self.stubs.update_pointer(function.stub_name, body)
+            if self.patcher:
+                self.patcher.retarget(function.stub_name)
+        return True
+
+    def close(self) -> None:
+        """Stop background work (waits for a recompilation in progress)."""
+        if self.optimizer is not None:
+            self.optimizer.close()
+
+
 def _cut(module: Any, suffix: str, generation: int = 0) -> ModuleText:
     """Print a module once, cut it into items and free the module."""
     text = str(module)
@@ -380,6 +430,60 @@ def _cut(module: Any, suffix: str, generation: int = 0) -> ModuleText:
     if generation:
         cut.body_suffix += f".g{generation}"
     return cut
+
+
+class BackgroundOptimizer:
+    """Tiered compilation: recompile functions that ran, off the calling thread.
+
+    A function compiled on its first call (the fast tier) is queued; after
+    ``delay`` seconds -- programs that finish sooner never pay for it -- a
+    daemon thread compiles it again through the optimising layer stack and
+    swaps the new body in through the stub. LLVM releases the GIL, so this
+    runs beside JIT'd code on another core.
+    """
+
+    def __init__(self, layer: CompileOnDemandLayer, base: Layer, delay: float):
+        self.layer, self.base, self.delay = layer, base, delay
+        self.functions_optimized = 0
+        self._queue: queue.SimpleQueue[tuple[float, _LazyFunction] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._busy = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, function: _LazyFunction) -> None:
+        if self._stop.is_set():
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="orcjit-optimizer",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((time.monotonic() + self.delay, function))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None or self._stop.is_set():
+                return
+            ready, function = item
+            if self._stop.wait(max(0.0, ready - time.monotonic())):
+                return
+            with self._busy:
+                if self._stop.is_set():
+                    return
+                try:
+                    if self.layer._recompile(function, self.base):
+                        self.functions_optimized += 1
+                except Exception as error:            # the fast body keeps working
+                    print(f"orcjit: background recompilation of {function.stub_name} "
+                          f"failed: {error}", file=sys.stderr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        with self._busy:          # a recompilation in progress finishes first
+            pass
 
 
 class CallSitePatcher:

@@ -148,23 +148,24 @@ class ModuleText:
         """The symbol name a function's stub is known by (without '@', unquoted)."""
         return _bare(self.renames.get(name, name))
 
-    def body_name(self, name: str) -> str:
-        return _bare(_suffixed(self.renames.get(name, name), self.body_suffix))
+    def body_name(self, name: str, tier: str = "") -> str:
+        """The symbol of ``name``'s compiled body (``tier`` tells recompilations apart)."""
+        return _bare(_suffixed(self.renames.get(name, name), self.body_suffix + tier))
 
     def defined_functions(self) -> list[str]:
         return [name for name, item in self.functions.items()
                 if item.linkage != "available_externally"]
 
-    def function_partition(self, name: str) -> str:
-        """IR text of a module that defines only ``name``'s body."""
+    def function_partition(self, name: str, tier: str = "") -> str:
+        """IR text of a module that defines only ``name``'s body (see body_name)."""
         item = self.functions[name]
         body = _strip_debug(self.rename(item.text))
         header, rest = body.split("\n", 1) if "\n" in body else (body, "")
-        header = _as_hidden_definition(header, self.rename(name),
-                                       _suffixed(self.rename(name), self.body_suffix))
+        body_symbol = _suffixed(self.rename(name), self.body_suffix + tier)
+        header = _as_hidden_definition(header, self.rename(name), body_symbol)
         body = header + "\n" + rest
         references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
-        references.discard(_suffixed(self.rename(name), self.body_suffix))
+        references.discard(body_symbol)
         return self._assemble(body, references, extra_comdats=())
 
     def defined_globals(self) -> set[str]:
