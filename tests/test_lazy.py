@@ -256,6 +256,7 @@ def test_tiered_compilation_swaps_in_optimised_bodies():
         deadline = time.monotonic() + 10
         while jit.stats()["functions_optimized"] < 3 and time.monotonic() < deadline:
             assert second(20) == 41                       # every call right, either tier
+        assert jit.wait_for_optimizations(timeout=10)
         assert jit.stats()["functions_optimized"] == 3
         assert jit.lazy._winner("second").body != quick_body
         assert jit.lookup("address_of_first", "void*()")() == jit.address("first")

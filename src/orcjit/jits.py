@@ -176,6 +176,13 @@ class JIT:
             if owns_context(module):
                 dispose(module)
 
+    def wait_for_optimizations(self, timeout: float | None = None) -> bool:
+        """With ``tiered=True``: wait until functions that ran are recompiled at
+        full optimisation (True), or the timeout passes (False)."""
+        if self.lazy is None or self.lazy.optimizer is None:
+            return True
+        return self.lazy.optimizer.wait(timeout)
+
     def release_replaced(self, handle: Handle) -> int:
         """Free bodies retired by :meth:`replace` -- once no thread can be running them."""
         self._check_open()

@@ -450,6 +450,8 @@ class BackgroundOptimizer:
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition()
 
     def submit(self, function: _LazyFunction) -> None:
         if self._stop.is_set():
@@ -459,6 +461,8 @@ class BackgroundOptimizer:
                 self._thread = threading.Thread(target=self._run, name="orcjit-optimizer",
                                                 daemon=True)
                 self._thread.start()
+        with self._idle:
+            self._pending += 1
         self._queue.put((time.monotonic() + self.delay, function))
 
     def _run(self) -> None:
@@ -478,6 +482,15 @@ class BackgroundOptimizer:
                 except Exception as error:            # the fast body keeps working
                     print(f"orcjit: background recompilation of {function.stub_name} "
                           f"failed: {error}", file=sys.stderr)
+                finally:
+                    with self._idle:
+                        self._pending -= 1
+                        self._idle.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every queued recompilation is done; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
         self._stop.set()
