@@ -70,6 +70,8 @@ OPTIONS: dict[str, Option] = {
                        "__dump_jit_debug_descriptor, __dump_jit_debug_objects"),
     "indirection": Option("str", "orc-lazy stubs: double, single or patchpoint", "double",
                           ("double", "single", "patchpoint")),
+    "tiered": Option("bool", "orc-lazy: first calls compile at -O0, functions that ran are "
+                     "recompiled at -O<level> in the background (orcjit's own option)", False),
     "remote-mcjit": Option("bool", "run in a child process (not supported yet)", False),
     "mcjit-remote-process": Option("str", "child executor for -remote-mcjit (not supported yet)"),
     "stats": Option("bool", "print where the time went to stderr at exit", False),
@@ -220,7 +222,10 @@ def _engine(inv: Invocation) -> Any:
     lazy: bool | str = False
     if o["jit-kind"] == "orc-lazy":
         lazy = "module" if o["per-module-lazy"] else True
-    return JIT(lazy=lazy, indirection=o["indirection"], **common)
+    if o["tiered"] and not lazy:
+        raise UsageError("-tiered needs -jit-kind=orc-lazy")
+    return JIT(lazy=lazy, indirection=o["indirection"], tiered=bool(o["tiered"]) and lazy is True,
+               **common)
 
 
 def _code_model(name: str) -> str:
