@@ -45,6 +45,13 @@ _PROT_NONE = 0
 _RTLD_NOW, _RTLD_GLOBAL = 0x2, 0x100
 
 
+def _buffer(content: bytes | bytearray) -> bytes | ctypes.Array:
+    """Something memmove reads from, without copying a bytearray."""
+    if isinstance(content, bytearray) and content:
+        return (ctypes.c_char * len(content)).from_buffer(content)
+    return bytes(content)
+
+
 def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
@@ -110,8 +117,8 @@ class InProcessExecutor(Executor):
             if n > seg.size:
                 raise ExecutorError("segment content larger than the segment")
             dest = r.write_view + (seg.address - r.base)
-            ctypes.memmove(dest, bytes(seg.content), n)
-            ctypes.memset(dest + n, 0, seg.size - n)
+            # freed pages were punched out of the memfd: the rest is zero already
+            ctypes.memmove(dest, _buffer(seg.content), n)
             span = -(-seg.size // self.page_size) * self.page_size
             _check(_mprotect(seg.address, span, int(seg.protection)), "mprotect")
             ranges.append((seg.address, span))
