@@ -6,7 +6,7 @@ import orcjit
 def test_all_matches_the_public_names():
     public = {name for name in dir(orcjit) if not name.startswith("_")}
     submodules = {"errors", "jits", "layers", "symbols", "signatures", "link", "executor",
-                  "runtime", "frontends", "arch", "lazy", "cli", "mcjit"}
+                  "runtime", "frontends", "arch", "lazy", "cli", "mcjit", "stack"}
     assert set(orcjit.__all__) - {"__version__"} == public - submodules
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from .errors import JITError
 from .executor.base import Executor
-from .executor.in_process import InProcessExecutor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle, Layer
 from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
@@ -25,14 +24,13 @@ from .layers.lazy_emit import LazyEmitLayer
 from .lazy import CompileCallbackManager
 from .link.archive import Archive, ArchiveMembers
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
-from .layers.object_linking import ObjectLinkingLayer
-from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
+from .layers.transform import IRTransformLayer, optimization_pipeline
 from .signatures import to_prototype
-from .symbols import (ChainResolver, DefinitionsResolver, InDylib, LibraryResolver,
-                      ProcessResolver, SymbolResolver)
+from .stack import LayerStack
+from .symbols import (InDylib)
 
 
-class JIT:
+class JIT(LayerStack):
     """An eager JIT: IR in, ready-to-call functions out.
 
     >>> with JIT() as jit:
@@ -47,19 +45,9 @@ class JIT:
                  process_symbols: bool = True, ir_opt_level: int | None = None,
                  lazy: bool | str = False, indirection: str = "double",
                  tiered: bool = False):
-        self.executor = executor or InProcessExecutor()
-        self.definitions = DefinitionsResolver()
-        self.libraries = LibraryResolver(self.executor)
-        resolvers: list[SymbolResolver] = [self.definitions, self.libraries]
-        if process_symbols:
-            resolvers.append(ProcessResolver(self.executor))
-        self.target_machine = create_target_machine(triple, cpu, features, opt_level,
-                                                    code_model, reloc_model)
-        self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
-        self.compiler = IRCompileLayer(self.linker, SimpleCompiler(self.target_machine))
-        self.optimizer = IRTransformLayer(self.compiler,
-                                          optimization_pipeline(self.target_machine,
-                                                                ir_level(opt_level, ir_opt_level)))
+        super().__init__(opt_level=opt_level, triple=triple, cpu=cpu, features=features,
+                         code_model=code_model, reloc_model=reloc_model, executor=executor,
+                         process_symbols=process_symbols, ir_opt_level=ir_opt_level)
         self.top: Layer = self.optimizer
         self.lazy: CompileOnDemandLayer | None = None
         self._tier1_compiler: IRCompileLayer | None = None
@@ -93,7 +81,6 @@ class JIT:
             self.top = self.lazy
         elif tiered:
             raise ValueError("tiered=True needs lazy=True: only stubs let a body be swapped")
-        self.opt_level = opt_level
         self._archives: ArchiveMembers | None = None
         self._parse_seconds = 0.0
         self._add_seconds = 0.0

@@ -24,16 +24,12 @@ import llvmlite.binding as llvm
 
 from .errors import JITError
 from .executor.base import Executor
-from .executor.in_process import InProcessExecutor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle
-from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
-from .layers.object_linking import ObjectLinkingLayer
-from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
+from .layers.compile import SimpleCompiler
 from .link.archive import Archive, ArchiveMembers
 from .signatures import to_prototype
-from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
-                      SymbolResolver)
+from .stack import LayerStack
 
 
 class ObjectCache(Protocol):
@@ -87,7 +83,7 @@ class _CachingCompiler:
         return obj
 
 
-class MCJITReplacement:
+class MCJITReplacement(LayerStack):
     """An MCJIT-compatible execution engine built from orcjit's layers."""
 
     def __init__(self, *, opt_level: int = 2, triple: str | None = None,
@@ -95,21 +91,11 @@ class MCJITReplacement:
                  code_model: str = "small", reloc_model: str = "pic",
                  executor: Executor | None = None, process_symbols: bool = True,
                  ir_opt_level: int | None = None):
-        self.executor = executor or InProcessExecutor()
-        self.definitions = DefinitionsResolver()
-        self.libraries = LibraryResolver(self.executor)
-        resolvers: list[SymbolResolver] = [self.definitions, self.libraries]
-        if process_symbols:
-            resolvers.append(ProcessResolver(self.executor))
-        self.target_machine = create_target_machine(triple, cpu, features, opt_level,
-                                                    code_model, reloc_model)
         self.object_cache: ObjectCache | None = None
-        self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
-        self.compiler = IRCompileLayer(self.linker, _CachingCompiler(
-            SimpleCompiler(self.target_machine), self))
-        self.optimizer = IRTransformLayer(self.compiler,
-                                          optimization_pipeline(self.target_machine,
-                                                                ir_level(opt_level, ir_opt_level)))
+        super().__init__(opt_level=opt_level, triple=triple, cpu=cpu, features=features,
+                         code_model=code_model, reloc_model=reloc_model, executor=executor,
+                         process_symbols=process_symbols, ir_opt_level=ir_opt_level,
+                         wrap_compiler=lambda compiler: _CachingCompiler(compiler, self))
         self.archives = ArchiveMembers(self.linker)
         self.linker.definition_generators.append(self.archives)
         self._destructors_run = False

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ExecutorError
-from .base import ActionCall, Executor, FinalizeRequest, Protection
+from .base import ActionCall, Executor, FinalizeRequest
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _mmap = _libc.mmap

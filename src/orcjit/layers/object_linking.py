@@ -31,7 +31,7 @@ from ..executor.in_process import InProcessExecutor
 from ..link.elf import SHN_UNDEF, STT_FUNC, parse_object
 from ..link.graph import build_graph
 from ..link.linker import STRONG, Binding, Definition, LinkedSet, State
-from ..link.memory import MemoryPool, SetMemoryManager
+from ..link.memory import MemoryPool
 from ..runtime.platform import Platform
 from ..symbols import ChainResolver, JITSymbol, JITSymbolFlags, ProcessResolver, SymbolResolver
 from .base import Handle, Layer

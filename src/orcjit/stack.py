@@ -1,0 +1,47 @@
+"""The layer stack every ready-made JIT starts from.
+
+Read top down::
+
+    optimizer = IRTransformLayer(optimisation pipeline at -O<ir level>)
+    compiler  = IRCompileLayer(SimpleCompiler(target machine at -O<opt level>))
+    linker    = ObjectLinkingLayer(executor, resolver: user defs -> libraries -> process)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .executor.base import Executor
+from .executor.in_process import InProcessExecutor
+from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
+from .layers.object_linking import ObjectLinkingLayer
+from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
+from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
+                      SymbolResolver)
+
+
+class LayerStack:
+    """Executor, resolvers, linker, compiler and optimiser, wired together."""
+
+    def __init__(self, *, opt_level: int = 2, triple: str | None = None,
+                 cpu: str | None = None, features: str | None = None,
+                 code_model: str = "small", reloc_model: str = "pic",
+                 executor: Executor | None = None, process_symbols: bool = True,
+                 ir_opt_level: int | None = None,
+                 wrap_compiler: Callable[[SimpleCompiler], Any] = lambda compiler: compiler):
+        self.executor = executor or InProcessExecutor()
+        self.definitions = DefinitionsResolver()
+        self.libraries = LibraryResolver(self.executor)
+        resolvers: list[SymbolResolver] = [self.definitions, self.libraries]
+        if process_symbols:
+            resolvers.append(ProcessResolver(self.executor))
+        self.target_machine = create_target_machine(triple, cpu, features, opt_level,
+                                                    code_model, reloc_model)
+        self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
+        self.compiler = IRCompileLayer(self.linker,
+                                       wrap_compiler(SimpleCompiler(self.target_machine)))
+        self.optimizer = IRTransformLayer(
+            self.compiler, optimization_pipeline(self.target_machine,
+                                                 ir_level(opt_level, ir_opt_level)))
+        self.opt_level = opt_level
