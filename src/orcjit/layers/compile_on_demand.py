@@ -127,7 +127,8 @@ class CompileOnDemandLayer(Layer):
         self.functions_compiled = 0
         self.partition_seconds = 0.0    # cutting and assembling text (ours)
         self.parse_seconds = 0.0        # LLVM parsing partitions
-        self.compile_seconds = 0.0      # everything done on first calls
+        self.compile_seconds = 0.0      # everything done on first calls (and by a second tier)
+        self.last_compile = 0.0         # time.monotonic() of the latest first-call compile
 
     # -- adding ------------------------------------------------------------------
     def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
@@ -324,6 +325,7 @@ class CompileOnDemandLayer(Layer):
                     if self.patcher:
                         self.patcher.retarget(function.stub_name)
             self.functions_compiled += 1
+            self.last_compile = time.monotonic()
             self.compile_seconds += time.perf_counter() - start
         if self.optimizer is not None:
             self.optimizer.submit(function)
@@ -395,9 +397,19 @@ class CompileOnDemandLayer(Layer):
             if function.owner.removed or self._winner(function.stub_name) is not function:
                 return False
         tier = ".t2"
+        start = time.perf_counter()
         text = function.module.function_partition(function.ir_name, tier)
+        parsed = time.perf_counter()
         module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
                           verify=False)
+        self.parse_seconds += time.perf_counter() - parsed
+        self.partition_seconds += parsed - start
+        try:
+            return self._swap_in(function, base, module, tier)
+        finally:
+            self.compile_seconds += time.perf_counter() - start
+
+    def _swap_in(self, function: _LazyFunction, base: Layer, module: Any, tier: str) -> bool:
         handle = base.add_module_set([module], None, function.owner.resolver)
         body = base.lookup_symbol_address_in(handle, function.module.body_name(
             function.ir_name, tier), exported_symbols_only=False)
@@ -444,6 +456,7 @@ class BackgroundOptimizer:
 
     def __init__(self, layer: CompileOnDemandLayer, base: Layer, delay: float):
         self.layer, self.base, self.delay = layer, base, delay
+        self.quiet = 0.05            # seconds without first-call compiles before recompiling
         self.functions_optimized = 0
         self._queue: queue.SimpleQueue[tuple[float, _LazyFunction] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -473,6 +486,11 @@ class BackgroundOptimizer:
             ready, function = item
             if self._stop.wait(max(0.0, ready - time.monotonic())):
                 return
+            # llvmlite runs one LLVM call at a time: let first-call compiles
+            # (someone is waiting on those) settle before starting a long one
+            while (quiet := time.monotonic() - self.layer.last_compile) < self.quiet:
+                if self._stop.wait(self.quiet - quiet):
+                    return
             with self._busy:
                 if self._stop.is_set():
                     return
