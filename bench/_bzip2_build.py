@@ -11,8 +11,8 @@ Shared by ``examples/bzip2_lazy.py`` (the newcomer's demo) and
 * the eight C files of the ``bzip2`` program are compiled by clang-14 to one
   bitcode module each (two flavours, see :data:`BITCODE_MODES`), linked into
   one module with llvm-link-14 for lli (which runs one file; orcjit takes the
-  eight modules, see :func:`jit_child`), and to a native -O2 executable, the
-  reference for output and speed;
+  eight modules as one set, see :func:`jit_child`), and to a native -O2
+  executable, the reference for output and speed;
 * the input is generated deterministically (:func:`make_input`).
 
 This file is also the child process that runs bzip2 under orcjit
@@ -361,14 +361,19 @@ def same_bytes(a: str, b: str) -> bool:
 # ---------------------------------------------------------------------------
 
 def jit_spec(modules: list[str], runs: list[dict], *, lazy: bool, opt_level: int,
-             report: str, ir_opt_level: int | None = None) -> dict:
+             report: str, ir_opt_level: int | None = None, tiered: bool = False,
+             wait_at_end: bool = False) -> dict:
     """What :func:`jit_child` should do.  ``runs``: ``{"argv": [...],
-    "stdout": path or None}``, run one after another in the same JIT (a
-    second identical run measures fully compiled code).  ``ir_opt_level``:
-    orcjit's option of that name (None: the IR pipeline runs at
-    ``opt_level``)."""
+    "stdout": path or None, "wait": bool}``, run one after another in the
+    same JIT (a second identical run measures fully compiled code); ``wait``:
+    call ``wait_for_optimizations()`` first (tiered: the run then uses the
+    optimised bodies).  ``ir_opt_level``: orcjit's option of that name (None:
+    the IR pipeline runs at ``opt_level``); ``tiered``: orcjit's option;
+    ``wait_at_end``: call ``wait_for_optimizations()`` after the runs and
+    report ``stats()`` once more (``"final"``)."""
     return {"modules": modules, "runs": runs, "lazy": lazy, "opt_level": opt_level,
-            "ir_opt_level": ir_opt_level, "report": report}
+            "ir_opt_level": ir_opt_level, "tiered": tiered, "wait_at_end": wait_at_end,
+            "report": report}
 
 
 def run_jit_child(spec: dict, stdout_path: str | None = None,
@@ -387,7 +392,8 @@ def run_jit_child(spec: dict, stdout_path: str | None = None,
         wall = time.perf_counter() - start
     if proc.returncode != 0 or not os.path.exists(spec["report"]):
         argv = " | ".join(" ".join(r["argv"]) for r in spec["runs"])
-        raise RuntimeError(f"orcjit child ({'lazy' if spec['lazy'] else 'eager'}, "
+        mode = ("lazy" if spec["lazy"] else "eager") + (", tiered" if spec["tiered"] else "")
+        raise RuntimeError(f"orcjit child ({mode}, "
                            f"opt_level={spec['opt_level']}, ir_opt_level={spec['ir_opt_level']}, "
                            f"{argv}) failed with exit status "
                            f"{proc.returncode}:\n{proc.stderr.decode(errors='replace')[-4000:]}")
@@ -395,15 +401,22 @@ def run_jit_child(spec: dict, stdout_path: str | None = None,
         return wall, json.load(f)
 
 
+def wait_for_optimizations(jit) -> float:
+    """``jit.wait_for_optimizations()`` (tiered: until the background tier has
+    caught up; otherwise returns at once); the seconds it took."""
+    start = time.perf_counter()
+    jit.wait_for_optimizations()
+    return time.perf_counter() - start
+
+
 def jit_child(spec: dict) -> None:
     """The child: build the JIT, add the modules, run bzip2's main once per
     entry of ``spec["runs"]``, write timings and stats() snapshots as JSON.
 
-    The eager JIT gets the modules in one ``add_ir`` call, as one set (it
-    links at once, and bzip2's files call each other both ways).  The lazy
-    JIT gets them one ``add_ir`` call each: a lazy set of several modules
-    fails in orcjit today when two of them have a private global of the same
-    name (clang's ``@.str.N``): "use of undefined value '@.str.10.orc1'".
+    Every JIT gets the per-file modules in one ``add_ir`` call, as one set
+    (bzip2's files call each other both ways).  A run with ``"wait"`` first
+    calls ``wait_for_optimizations()`` (its seconds are reported), and so
+    does ``"wait_at_end"`` after the last run.
 
     bzip2's main() returns normally when everything succeeds (its exit()
     calls are on error paths, and ``-h``/``-L``), and re-initialises all of
@@ -414,14 +427,13 @@ def jit_child(spec: dict) -> None:
     import orcjit
     libc = ctypes.CDLL(None)
     t0 = time.perf_counter()
-    jit = orcjit.JIT(lazy=spec["lazy"], opt_level=spec["opt_level"],
+    jit = orcjit.JIT(lazy=spec["lazy"], tiered=spec["tiered"], opt_level=spec["opt_level"],
                      ir_opt_level=spec["ir_opt_level"])
     bitcode = []
     for path in spec["modules"]:
         with open(path, "rb") as f:
             bitcode.append(f.read())
-    for modules in ([[b] for b in bitcode] if spec["lazy"] else [bitcode]):
-        jit.add_ir(modules)
+    jit.add_ir(bitcode)
     t1 = time.perf_counter()
     report = {"add_seconds": t1 - t0, "after_add": jit.stats(), "runs": []}
     for run in spec["runs"]:
@@ -429,12 +441,15 @@ def jit_child(spec: dict) -> None:
             fd = os.open(run["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(fd, 1)
             os.close(fd)
+        waited = wait_for_optimizations(jit) if run.get("wait") else 0.0
         start = time.perf_counter()
         rc = jit.run_main(run["argv"])
         seconds = time.perf_counter() - start
         libc.fflush(None)            # bzip2 flushes its output; be sure before fd 1 moves
         report["runs"].append({"argv": run["argv"], "rc": rc, "seconds": seconds,
-                               "stats": jit.stats()})
+                               "wait_seconds": waited, "stats": jit.stats()})
+    if spec.get("wait_at_end"):
+        report["final"] = {"wait_seconds": wait_for_optimizations(jit), "stats": jit.stats()}
     with open(spec["report"], "w") as f:
         json.dump(report, f)
 
