@@ -59,3 +59,16 @@ def test_removed_memory_is_reused():
         jit.remove(first)
         jit.add_ir(SMALL)
         assert jit.address("step") == address
+
+
+def test_many_small_sets_share_a_few_mappings():
+    """Segments of one protection sit together, so the kernel merges their mappings:
+    thousands of sets (a lazily compiled program) must not exhaust vm.max_map_count."""
+    with orcjit.JIT(opt_level=0) as jit:
+        for i in range(300):
+            jit.add_ir(SMALL.replace("@step", f"@step{i}").replace("@counter", f"@counter{i}"))
+        pool = jit.linker.memory_pool
+        with open("/proc/self/maps") as maps:
+            mappings = [line for line in maps
+                        if pool.base <= int(line.split("-")[0], 16) < pool.end]
+        assert len(mappings) < 20, len(mappings)

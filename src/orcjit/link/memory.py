@@ -1,12 +1,15 @@
 """Memory managers: one per object set, carved from one shared reservation.
 
 A :class:`MemoryPool` reserves one large range of address space from the
-executor on first use and hands out page ranges from it, so every JIT'd
-section of a session lies within +-2 GiB of every other and the small code
-model works between sets. Each set gets a :class:`SetMemoryManager` that
-lays its segments out (code, read-only, read-write; each page-aligned so it
-gets its own protection), commits them through the executor and frees
-everything on :meth:`~SetMemoryManager.deallocate`.
+executor on first use, so every JIT'd section of a session lies within
++-2 GiB of every other and the small code model works between sets. The
+range is split into one region per protection (code RX, read-only R, data
+RW): sets' segments of one kind sit side by side with the same protection,
+so the kernel keeps them in one mapping -- tens of thousands of small sets
+(a lazily compiled program) do not run into its limit on mappings. Each set
+gets a :class:`SetMemoryManager` that takes its segments from the regions,
+commits them through the executor and frees everything on
+:meth:`~SetMemoryManager.deallocate`.
 """
 
 from __future__ import annotations
@@ -28,8 +31,39 @@ PROTECTIONS = {
 DEFAULT_RESERVATION = 1 << 30
 
 
+class _FreeRanges:
+    """Free page ranges of one region: first fit, coalescing on free."""
+
+    def __init__(self, start: int, size: int):
+        self.starts = [start]              # sorted
+        self.sizes = {start: size}
+
+    def take(self, size: int) -> int | None:
+        for i, start in enumerate(self.starts):
+            free = self.sizes[start]
+            if free >= size:
+                del self.starts[i]
+                del self.sizes[start]
+                if free > size:
+                    self.starts.insert(i, start + size)
+                    self.sizes[start + size] = free - size
+                return start
+        return None
+
+    def give_back(self, address: int, size: int) -> None:
+        i = bisect.bisect_left(self.starts, address)
+        if i < len(self.starts) and self.starts[i] == address + size:      # merge after
+            size += self.sizes.pop(self.starts[i])
+            del self.starts[i]
+        if i > 0 and self.starts[i - 1] + self.sizes[self.starts[i - 1]] == address:
+            self.sizes[self.starts[i - 1]] += size                          # merge before
+        else:
+            self.starts.insert(i, address)
+            self.sizes[address] = size
+
+
 class MemoryPool:
-    """Page ranges out of one reservation; first fit, coalescing on free."""
+    """Page ranges out of one reservation, from one region per protection."""
 
     def __init__(self, executor: Executor, reservation_size: int = DEFAULT_RESERVATION):
         if reservation_size > (1 << 31):
@@ -38,8 +72,7 @@ class MemoryPool:
         self.page_size = executor.page_size
         self.reservation_size = reservation_size
         self.base = 0
-        self._starts: list[int] = []       # free ranges, sorted by start
-        self._sizes: dict[int, int] = {}
+        self._regions: dict[Segment, _FreeRanges] = {}
         self._lock = threading.Lock()
 
     @property
@@ -53,8 +86,9 @@ class MemoryPool:
     def _ensure_reserved(self) -> None:
         if not self.base:
             self.base = self.executor.reserve(self.reservation_size)
-            self._starts = [self.base]
-            self._sizes = {self.base: self.reservation_size}
+            share = self.reservation_size // len(Segment) // self.page_size * self.page_size
+            self._regions = {segment: _FreeRanges(self.base + i * share, share)
+                             for i, segment in enumerate(Segment)}
 
     def reserve_address_space(self) -> int:
         """Reserve now (normally lazy); returns the base."""
@@ -62,37 +96,22 @@ class MemoryPool:
             self._ensure_reserved()
         return self.base
 
-    def allocate(self, size: int) -> int:
+    def allocate(self, size: int, segment: Segment = Segment.CODE) -> int:
+        """Page-aligned room for ``size`` bytes in the region of ``segment``."""
         size = -(-size // self.page_size) * self.page_size
         with self._lock:
             self._ensure_reserved()
-            for i, start in enumerate(self._starts):
-                free = self._sizes[start]
-                if free >= size:
-                    del self._starts[i]
-                    del self._sizes[start]
-                    if free > size:
-                        self._starts.insert(i, start + size)
-                        self._sizes[start + size] = free - size
-                    return start
-        raise ExecutorError(f"JIT memory exhausted: {size} bytes requested from a "
-                            f"{self.reservation_size >> 20} MiB reservation "
-                            "(remove unused sets or raise reservation_size)")
+            address = self._regions[segment].take(size)
+        if address is None:
+            raise ExecutorError(f"JIT memory exhausted: {size} bytes of {segment.name.lower()} "
+                                f"requested from a {self.reservation_size >> 20} MiB reservation "
+                                "(remove unused sets or raise reservation_size)")
+        return address
 
-    def free(self, address: int, size: int) -> None:
+    def free(self, address: int, size: int, segment: Segment = Segment.CODE) -> None:
         size = -(-size // self.page_size) * self.page_size
         with self._lock:
-            i = bisect.bisect_left(self._starts, address)
-            # merge with the following range
-            if i < len(self._starts) and self._starts[i] == address + size:
-                size += self._sizes.pop(self._starts[i])
-                del self._starts[i]
-            # merge with the preceding range
-            if i > 0 and self._starts[i - 1] + self._sizes[self._starts[i - 1]] == address:
-                self._sizes[self._starts[i - 1]] += size
-            else:
-                self._starts.insert(i, address)
-                self._sizes[address] = size
+            self._regions[segment].give_back(address, size)
 
     def create_memory_manager(self) -> SetMemoryManager:
         return SetMemoryManager(self)
@@ -109,26 +128,23 @@ class SetMemoryManager:
 
     def __init__(self, pool: MemoryPool):
         self.pool = pool
-        self.base = 0
-        self.size = 0
         self.segment_bases: list[int] = [0, 0, 0]
         self.segment_sizes: list[int] = [0, 0, 0]
         self._initialized_key: int | None = None
 
     def allocate(self, segment_sizes: Sequence[int]) -> list[int]:
-        """Reserve page-aligned room for each segment; returns their target bases."""
-        if self.base:
+        """Page-aligned room for each non-empty segment, in its protection's
+        region; returns their target bases (0 for empty segments)."""
+        if any(self.segment_bases):
             raise ExecutorError("memory manager already holds an allocation")
-        page = self.pool.page_size
-        spans = [-(-s // page) * page for s in segment_sizes]
-        total = sum(spans) or page
-        self.base = self.pool.allocate(total)
-        self.size = total
-        address = self.base
-        for segment, span in enumerate(spans):
-            self.segment_bases[segment] = address
-            self.segment_sizes[segment] = segment_sizes[segment]
-            address += span
+        try:
+            for segment, size in enumerate(segment_sizes):
+                self.segment_sizes[segment] = size
+                if size:
+                    self.segment_bases[segment] = self.pool.allocate(size, Segment(segment))
+        except BaseException:
+            self._free_segments()
+            raise
         return list(self.segment_bases)
 
     def finalize(self, contents: Sequence[bytes | bytearray],
@@ -137,13 +153,19 @@ class SetMemoryManager:
         writes = [SegmentWrite(self.segment_bases[s], self.segment_sizes[s], contents[s],
                                PROTECTIONS[Segment(s)])
                   for s in range(len(contents)) if self.segment_sizes[s]]
-        self._initialized_key = self.pool.executor.initialize(FinalizeRequest(writes, actions))
+        if writes or actions:
+            self._initialized_key = self.pool.executor.initialize(
+                FinalizeRequest(writes, actions))
 
     def deallocate(self) -> None:
         """Undo finalisation (deallocate actions first) and free the pages."""
         if self._initialized_key is not None:
             key, self._initialized_key = self._initialized_key, None
             self.pool.executor.deinitialize(key)
-        if self.base:
-            base, self.base = self.base, 0
-            self.pool.free(base, self.size)
+        self._free_segments()
+
+    def _free_segments(self) -> None:
+        for segment, base in enumerate(self.segment_bases):
+            if base:
+                self.pool.free(base, self.segment_sizes[segment], Segment(segment))
+                self.segment_bases[segment] = 0
