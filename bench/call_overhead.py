@@ -1,9 +1,11 @@
 """Cost of a call through a lazy stub, per indirection strategy, against a direct call.
 
-A JIT'd loop calls a tiny non-inlinable function N times; the loop itself is
-JIT'd, so ctypes is paid once. Eager: the call is direct. Lazy: every call
+A JIT'd loop calls a tiny function N times; the loop itself is JIT'd, so
+ctypes is paid once. Caller and callee are separate modules, so no optimiser
+sees through the call. Eager: the call is a direct rel32 call. Lazy: every call
 goes through the function's stub -- "double" (stub jumps through a pointer)
-or "single" (stub is a patched direct jump). Writes results/call_overhead.md.
+or "single" (stub is a patched direct jump) -- or, with "patchpoint", the
+call itself is rewritten to reach the body. Writes results/call_overhead.md.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import orcjit  # noqa: E402
 
-SOURCE = """
+# two modules, so that no optimiser sees through the call, in any configuration
+CALLEE = """
 define i64 @inc(i64 %x) noinline {
   %r = add i64 %x, 1
   ret i64 %r
 }
+"""
+CALLER = """
+declare i64 @inc(i64)
 define i64 @loop(i64 %n) {
 entry:
   br label %body
@@ -44,12 +50,13 @@ CONFIGS = {
     "direct (eager JIT)": {},
     "lazy, double indirection": {"lazy": True, "indirection": "double"},
     "lazy, single indirection": {"lazy": True, "indirection": "single"},
+    "lazy, patchpoints": {"lazy": True, "indirection": "patchpoint"},
 }
 
 
 def ns_per_call(options: dict, calls: int, reps: int) -> list[float]:
     with orcjit.JIT(opt_level=2, **options) as jit:
-        jit.add_ir(SOURCE)
+        jit.add_ir([CALLEE, CALLER])
         loop = jit.lookup("loop", "int64_t(int64_t)")
         assert loop(1000) == 1000            # compiles everything lazily first
         samples = []

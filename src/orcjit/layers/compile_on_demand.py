@@ -544,20 +544,25 @@ class CallSitePatcher:
             return                                   # straddles two words: leave it
         with self._lock:
             self.sites.setdefault(name, []).append((handle, site))
-        self.retarget(name)
+        target = self._target(name)
+        if target:
+            self._patch([site], target)              # only the new call: the others are done
 
     def retarget(self, name: str) -> None:
         """Point every recorded call to ``name`` at its body, or back at its stub."""
         sites = self.sites.get(name)
-        if not sites:
-            return
+        target = self._target(name) if sites else 0
+        if target:
+            self._patch([site for _handle, site in sites], target)  # type: ignore[union-attr]
+
+    def _target(self, name: str) -> int:
         winner = self.layer._winner(name)
-        target = winner.body if winner and winner.body else self.layer.stubs.find_stub(name)
-        if not target:
-            return
+        return winner.body if winner and winner.body else self.layer.stubs.find_stub(name)
+
+    def _patch(self, sites: list[int], target: int) -> None:
         executor = self.layer.stubs.pool.executor
         with self._lock:
-            for _handle, site in sites:
+            for site in sites:
                 word = site & ~7
                 data = bytearray(executor.read(word, 8))
                 disp = target - (site + 4)
