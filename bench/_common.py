@@ -644,6 +644,22 @@ def orcjit_status() -> str | None:
 CHILD_FLAG = "--child"
 
 
+def write_report(text: str, path: str) -> None:
+    """Write a Markdown report and show it."""
+    with open(path, "w") as f:
+        f.write(text)
+    print(text)
+    print(f"written to {path}")
+
+
+def dispatch(main, child_main) -> None:
+    """A bench script's entry: the parent's main, or a measuring child's."""
+    if sys.argv[1:2] == [CHILD_FLAG]:
+        child_main(sys.argv[2:])
+    else:
+        main(sys.argv[1:])
+
+
 def run_child(script: str, args: list[str]) -> dict:
     """Run ``script --child args...`` and return the JSON it prints last.
 

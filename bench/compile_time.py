@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -214,14 +213,8 @@ def main(argv):
                 f.write(module_ir(m, args.functions))
         cells = run_all(engine_keys, list(specs), ir_paths, args.opt, args.reps, args.functions)
     text = render(cells, engine_keys, specs, args, orcjit_note)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
-    print(f"written to {args.output}")
+    C.write_report(text, args.output)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == [C.CHILD_FLAG]:
-        child_main(sys.argv[2:])
-    else:
-        main(sys.argv[1:])
+    C.dispatch(main, child_main)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
 
 import _common as C
@@ -157,14 +156,8 @@ def main(argv):
         print(f"{r['engine']:34} growth {mb(r['rss_end'] - r['rss_warm'])} MB "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     text = render(replies, args, orcjit_note)
-    with open(args.output, "w") as f:
-        f.write(text)
-    print(text)
-    print(f"written to {args.output}")
+    C.write_report(text, args.output)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == [C.CHILD_FLAG]:
-        child_main(sys.argv[2:])
-    else:
-        main(sys.argv[1:])
+    C.dispatch(main, child_main)
