@@ -1,12 +1,12 @@
 """Ready-made compositions of the layers.
 
-:class:`JIT` is the eager JIT for people who do not want to stack layers.
-Read its constructor as the recipe::
+:class:`JIT` is the JIT for people who do not want to stack layers. On the
+shared :class:`~orcjit.stack.LayerStack` (optimiser -> compiler -> linker)
+it adds, when asked::
 
-    executor  = InProcessExecutor()
-    linker    = ObjectLinkingLayer(executor, resolver=user defs -> libraries -> process)
-    compiler  = IRCompileLayer(linker, SimpleCompiler(target_machine))
-    optimizer = IRTransformLayer(compiler, optimization_pipeline(target_machine, opt_level))
+    lazy=True:      CompileOnDemandLayer(stubs, compile callbacks) on top
+    tiered=True:    a quick -O0 stack for first calls; the optimiser recompiles
+    lazy="module":  LazyEmitLayer on top
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from .errors import JITError
 from .executor.base import Executor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle, Layer
+from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
 from .layers.lazy_emit import LazyEmitLayer
+from .layers.transform import IRTransformLayer, optimization_pipeline
 from .lazy import CompileCallbackManager
 from .link.archive import Archive, ArchiveMembers
-from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
-from .layers.transform import IRTransformLayer, optimization_pipeline
 from .signatures import to_prototype
 from .stack import LayerStack
-from .symbols import (InDylib)
+from .symbols import InDylib
 
 
 class JIT(LayerStack):
