@@ -276,3 +276,16 @@ def test_closing_a_tiered_jit_with_work_queued():
 def test_tiered_needs_lazy():
     with pytest.raises(ValueError, match="lazy"):
         orcjit.JIT(tiered=True)
+
+
+def test_removing_a_set_while_its_functions_wait_for_the_second_tier(capfd):
+    with orcjit.JIT(lazy=True, tiered=True) as jit:
+        jit.lazy.optimizer.delay = 0.0
+        for _ in range(5):
+            handle = jit.add_ir(CHAIN)
+            assert jit.lookup("second", "int(int)")(1) == 3
+            jit.remove(handle)                       # the queue still names its functions
+        assert jit.wait_for_optimizations(timeout=10)
+        handle = jit.add_ir(CHAIN)
+        assert jit.lookup("second", "int(int)")(2) == 5
+    assert "failed" not in capfd.readouterr().err

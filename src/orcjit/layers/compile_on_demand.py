@@ -498,8 +498,9 @@ class BackgroundOptimizer:
                     if self.layer._recompile(function, self.base):
                         self.functions_optimized += 1
                 except Exception as error:            # the fast body keeps working
-                    print(f"orcjit: background recompilation of {function.stub_name} "
-                          f"failed: {error}", file=sys.stderr)
+                    if not function.owner.removed:    # else: removed meanwhile, nothing lost
+                        print(f"orcjit: background recompilation of {function.stub_name} "
+                              f"failed: {error}", file=sys.stderr)
                 finally:
                     with self._idle:
                         self._pending -= 1
