@@ -34,12 +34,14 @@ class ActionCall:
 
 @dataclass(slots=True)
 class SegmentWrite:
-    """Content for ``[address, address + size)``; bytes past ``content`` are zero."""
+    """Content for ``[address, address + size)``; bytes past ``content`` are zero.
+
+    ``protection`` None: the pages have their final protection already."""
 
     address: int
     size: int
     content: bytes | bytearray
-    protection: Protection
+    protection: Protection | None
 
 
 @dataclass(slots=True)
@@ -60,6 +62,10 @@ class Executor(ABC):
     @abstractmethod
     def reserve(self, size: int) -> int:
         """Reserve ``size`` bytes of inaccessible address space; returns its base."""
+
+    @abstractmethod
+    def protect(self, address: int, size: int, protection: Protection) -> None:
+        """Give reserved pages a protection (never both WRITE and EXEC)."""
 
     @abstractmethod
     def initialize(self, request: FinalizeRequest) -> int:

@@ -15,9 +15,10 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ExecutorError
-from .base import ActionCall, Executor, FinalizeRequest
+from .base import ActionCall, Executor, FinalizeRequest, Protection
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _mmap = _libc.mmap
@@ -45,13 +46,6 @@ _PROT_NONE = 0
 _RTLD_NOW, _RTLD_GLOBAL = 0x2, 0x100
 
 
-def _buffer(content: bytes | bytearray) -> bytes | ctypes.Array:
-    """Something memmove reads from, without copying a bytearray."""
-    if isinstance(content, bytearray) and content:
-        return (ctypes.c_char * len(content)).from_buffer(content)
-    return bytes(content)
-
-
 def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
@@ -68,7 +62,7 @@ class _Reservation:
 
 @dataclass(slots=True)
 class _Initialized:
-    ranges: list[tuple[int, int]]
+    ranges: list[tuple[int, int, bool]]    # address, span, protected by initialize
     deallocate: list[ActionCall]
 
 
@@ -80,7 +74,7 @@ class InProcessExecutor(Executor):
         self._reservations: list[_Reservation] = []
         self._initialized: dict[int, _Initialized] = {}
         self._lock = threading.Lock()
-        self._call_cache: dict[int, type] = {}
+        self._call_cache: dict[tuple[int, int], Any] = {}
 
     # -- memory ----------------------------------------------------------
     def reserve(self, size: int) -> int:
@@ -109,6 +103,12 @@ class InProcessExecutor(Executor):
                 return r
         raise ExecutorError(f"[{address:#x}, +{size:#x}) is not in reserved JIT memory")
 
+    def protect(self, address: int, size: int, protection: Protection) -> None:
+        if protection & Protection.WRITE and protection & Protection.EXEC:
+            raise ExecutorError("refusing pages that are writable and executable at once")
+        self._reservation(address, size)
+        _check(_mprotect(address, size, int(protection)), "mprotect")
+
     def initialize(self, request: FinalizeRequest) -> int:
         ranges = []
         for seg in request.segments:
@@ -118,16 +118,17 @@ class InProcessExecutor(Executor):
                 raise ExecutorError("segment content larger than the segment")
             dest = r.write_view + (seg.address - r.base)
             # freed pages were punched out of the memfd: the rest is zero already
-            ctypes.memmove(dest, _buffer(seg.content), n)
+            ctypes.memmove(dest, bytes(seg.content), n)
             span = -(-seg.size // self.page_size) * self.page_size
-            _check(_mprotect(seg.address, span, int(seg.protection)), "mprotect")
-            ranges.append((seg.address, span))
+            if seg.protection is not None:
+                self.protect(seg.address, span, seg.protection)
+            ranges.append((seg.address, span, seg.protection is not None))
         deallocate = []
         for finalize, undo in request.actions:
             self.call(finalize)
             if undo is not None:
                 deallocate.append(undo)
-        key = min((a for a, _ in ranges), default=0)
+        key = min((r[0] for r in ranges), default=0)
         with self._lock:
             self._initialized[key] = _Initialized(ranges, deallocate)
         return key
@@ -139,9 +140,10 @@ class InProcessExecutor(Executor):
             raise ExecutorError(f"no initialized allocation at {key:#x}")
         for action in reversed(state.deallocate):
             self.call(action)
-        for address, span in state.ranges:
+        for address, span, protected_here in state.ranges:
             r = self._reservation(address, span)
-            _check(_mprotect(address, span, _PROT_NONE), "mprotect")
+            if protected_here:
+                _check(_mprotect(address, span, _PROT_NONE), "mprotect")
             _check(_fallocate(r.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
                               address - r.base, span), "fallocate")
 
@@ -185,11 +187,12 @@ class InProcessExecutor(Executor):
 
     # -- calls -----------------------------------------------------------
     def call(self, call: ActionCall) -> int:
-        prototype = self._call_cache.get(len(call.args))
-        if prototype is None:
+        key = (call.function, len(call.args))
+        function = self._call_cache.get(key)
+        if function is None:              # the same few functions are called again and again
             prototype = ctypes.CFUNCTYPE(ctypes.c_uint64, *[ctypes.c_uint64] * len(call.args))
-            self._call_cache[len(call.args)] = prototype
-        return prototype(call.function)(*call.args)
+            function = self._call_cache[key] = prototype(call.function)
+        return function(*call.args)
 
     def run_as_main(self, address: int, argv: Sequence[str],
                     envp: Sequence[str] | None = None) -> int:

@@ -294,14 +294,18 @@ class LinkedSet:
         self.memory.deallocate()
 
 
+#: every combination, made once: combining IntFlag members costs ~20 us each time
+_FLAGS = [JITSymbolFlags(value) for value in range(2 * max(JITSymbolFlags))]
+
+
 def _flags_of(sym: elf.Symbol, strength: int) -> JITSymbolFlags:
-    flags = JITSymbolFlags.NONE
+    flags = 0
     if sym.visibility in (elf.STV_DEFAULT, elf.STV_PROTECTED):
-        flags |= JITSymbolFlags.EXPORTED
+        flags |= JITSymbolFlags.EXPORTED.value
     if strength == WEAK:
-        flags |= JITSymbolFlags.WEAK
+        flags |= JITSymbolFlags.WEAK.value
     if sym.type in (elf.STT_FUNC, elf.STT_GNU_IFUNC):
-        flags |= JITSymbolFlags.CALLABLE
+        flags |= JITSymbolFlags.CALLABLE.value
     if sym.is_absolute:
-        flags |= JITSymbolFlags.ABSOLUTE
-    return flags
+        flags |= JITSymbolFlags.ABSOLUTE.value
+    return _FLAGS[flags]
