@@ -166,15 +166,33 @@ def _check_range(data_len: int, offset: int, size: int, what: str) -> None:
 
 
 class _StringTable:
-    """Bounds-checked NUL-terminated strings of one string table section."""
+    """Bounds-checked NUL-terminated strings of one string table section.
 
-    __slots__ = ("_data", "_start", "_end", "_what")
+    The table is split once; names are looked up by offset (one dict access)
+    and only an offset into the middle of a string (suffix sharing) is
+    searched for its end.
+    """
+
+    __slots__ = ("_data", "_start", "_end", "_what", "_by_offset")
 
     def __init__(self, data: bytes, section: Section, what: str):
         self._data, self._start, self._end = data, section.offset, section.offset + section.size
         self._what = what
+        self._by_offset: dict[int, str] = {}
+        offset = 0
+        table = data[self._start:self._end]
+        if table.endswith(b"\0"):
+            for part in table[:-1].split(b"\0"):
+                self._by_offset[offset] = sys.intern(part.decode("utf-8", "surrogateescape"))
+                offset += len(part) + 1
 
     def get(self, offset: int) -> str:
+        name = self._by_offset.get(offset)
+        if name is not None:
+            return name
+        return self._search(offset)
+
+    def _search(self, offset: int) -> str:
         start = self._start + offset
         if offset < 0 or start >= self._end:
             if offset == 0 and self._start == self._end:

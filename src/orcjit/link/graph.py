@@ -91,6 +91,7 @@ class LinkGraph:
 
 _INIT_PREFIXES = {".init_array": False, ".ctors": True, ".preinit_array": False}
 _FINI_PREFIXES = {".fini_array": False, ".dtors": True}
+_INIT_FINI_STARTS = tuple(_INIT_PREFIXES) + tuple(_FINI_PREFIXES)
 
 
 def _segment_of(section: elf.Section) -> Segment:
@@ -111,6 +112,8 @@ def _is_sealed_after_relocation(section: elf.Section) -> bool:
 
 def _init_kind(name: str) -> tuple[bool, int, bool] | None:
     """(is_initializer, priority, reverse) for init/fini array sections."""
+    if not name.startswith(_INIT_FINI_STARTS):
+        return None
     for table, is_init in ((_INIT_PREFIXES, True), (_FINI_PREFIXES, False)):
         for prefix, reverse in table.items():
             if name == prefix:
@@ -217,7 +220,7 @@ def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int,
     unsupported = graph.arch.UNSUPPORTED
     symbols = graph.symbols
     discarded_targets = {s.index for s in symbols
-                         if s.bind == elf.STB_LOCAL and s.section in dropped}
+                         if s.bind == elf.STB_LOCAL and s.section in dropped} if dropped else set()
     for section_index, entries in obj.relocations.items():
         block = section_blocks.get(section_index)
         if block is None:
