@@ -189,7 +189,9 @@ class InProcessExecutor(Executor):
     def call(self, call: ActionCall) -> int:
         key = (call.function, len(call.args))
         function = self._call_cache.get(key)
-        if function is None:              # the same few functions are called again and again
+        if function is None:      # the same few (eh-frame registration) come back again and again
+            if len(self._call_cache) >= 64:
+                self._call_cache.clear()          # constructors etc.: addresses come and go
             prototype = ctypes.CFUNCTYPE(ctypes.c_uint64, *[ctypes.c_uint64] * len(call.args))
             function = self._call_cache[key] = prototype(call.function)
         return function(*call.args)

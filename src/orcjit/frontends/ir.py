@@ -113,23 +113,14 @@ def _checked(module: llvm.ModuleRef, name: str | None, verify: bool = True) -> l
     return module
 
 
-def prepare_for_target(module: llvm.ModuleRef, target_machine: llvm.TargetMachine) -> None:
-    """Fill in a missing triple and data layout from the target machine."""
-    triple, layout = target_description(target_machine)
+def target_description(target_machine: llvm.TargetMachine) -> tuple[str, str]:
+    """(triple, data layout) of a target machine (~90 us: compute it once)."""
+    return target_machine.triple, str(target_machine.target_data)
+
+
+def prepare_for_target(module: llvm.ModuleRef, triple: str, data_layout: str) -> None:
+    """Fill in a missing triple and data layout."""
     if not module.triple:
         module.triple = triple
     if not module.data_layout:
-        module.data_layout = layout
-
-
-_descriptions: dict[int, tuple[str, str]] = {}
-
-
-def target_description(target_machine: llvm.TargetMachine) -> tuple[str, str]:
-    """(triple, data layout) of a target machine, computed once (~90 us each time)."""
-    key = id(target_machine)
-    description = _descriptions.get(key)
-    if description is None:
-        description = (target_machine.triple, str(target_machine.target_data))
-        _descriptions[key] = description
-    return description
+        module.data_layout = data_layout

@@ -16,7 +16,7 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import CompileError
-from ..frontends.ir import initialize_llvm, prepare_for_target
+from ..frontends.ir import initialize_llvm, prepare_for_target, target_description
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -50,10 +50,11 @@ class SimpleCompiler:
 
     def __init__(self, target_machine: llvm.TargetMachine):
         self.target_machine = target_machine
+        self._description = target_description(target_machine)
         self._lock = threading.Lock()    # a TargetMachine is not re-entrant
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
-        prepare_for_target(module, self.target_machine)
+        prepare_for_target(module, *self._description)
         with self._lock:
             try:
                 return self.target_machine.emit_object(module)
