@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from orcjit.frontends.ir import parse_ir, prepare_for_target
+from orcjit.frontends.ir import parse_ir, prepare_for_target, target_description
 from orcjit.layers import create_target_machine
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -40,7 +40,7 @@ def compile_ir(ir_text: str, opt_level: int = 2, code_model: str = "small",
     """ELF relocatable object bytes for an IR module (codegen at ``opt_level``)."""
     tm = target_machine(opt_level, code_model, reloc_model)
     module = parse_ir(ir_text)
-    prepare_for_target(module, tm)
+    prepare_for_target(module, *target_description(tm))
     return bytes(tm.emit_object(module))
 
 
