@@ -172,10 +172,6 @@ class ObjectLinkingLayer(Layer):
         linked = self._sets.get(handle)
         return linked.dso_handle if linked and linked.state is State.FINALIZED else 0
 
-    def defined_names(self, handle: Handle) -> list[str]:
-        """Global names one set defines."""
-        return list(self._sets[handle].definitions)
-
     # -- linking -------------------------------------------------------------------
     def emit(self, handle: Handle) -> None:
         """Link and finalise a set (and any pending set it needs) now."""

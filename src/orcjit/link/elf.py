@@ -105,10 +105,6 @@ class Symbol:
     extended: bool = False   # shndx came from SHT_SYMTAB_SHNDX: a real section, never special
 
     @property
-    def is_defined(self) -> bool:
-        return self.shndx != SHN_UNDEF
-
-    @property
     def section(self) -> int | None:
         """The real section index this symbol is defined in, if any."""
         if self.extended or 0 < self.shndx < SHN_LORESERVE:

@@ -85,9 +85,6 @@ class LinkGraph:
         self.symbol_blocks.append(block)
         return index
 
-    def edge_count(self) -> int:
-        return sum(len(b.edges) for b in self.blocks)
-
 
 _INIT_PREFIXES = {".init_array": False, ".ctors": True, ".preinit_array": False}
 _FINI_PREFIXES = {".fini_array": False, ".dtors": True}

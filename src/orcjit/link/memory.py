@@ -95,12 +95,6 @@ class MemoryPool:
             for i, segment in enumerate(Segment):
                 self.executor.protect(self.base + i * share, share, PROTECTIONS[segment])
 
-    def reserve_address_space(self) -> int:
-        """Reserve now (normally lazy); returns the base."""
-        with self._lock:
-            self._ensure_reserved()
-        return self.base
-
     def allocate(self, size: int, segment: Segment = Segment.CODE) -> int:
         """Page-aligned room for ``size`` bytes in the region of ``segment``."""
         size = -(-size // self.page_size) * self.page_size

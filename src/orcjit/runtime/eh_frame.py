@@ -91,10 +91,6 @@ class FrameRegistrar:
             self._lib = lib            # keep it loaded
             break
 
-    @property
-    def available(self) -> bool:
-        return bool(self.register_address and self.deregister_address)
-
 
 def _address(function: Any) -> int:
     return ctypes.cast(function, ctypes.c_void_p).value or 0
