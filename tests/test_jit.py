@@ -204,11 +204,13 @@ def test_code_models_and_levels(options):
         assert [f(0), f(3)] == [5, 9]
 
 
-def test_bad_options_are_rejected():
-    with pytest.raises(ValueError):
-        orcjit.JIT(code_model="tiny-ish")
-    with pytest.raises(ValueError):
-        orcjit.JIT(opt_level=7)
+@pytest.mark.parametrize("options", [{"code_model": "tiny-ish"}, {"opt_level": 7},
+                                     {"reloc_model": "ropi"}, {"lazy": "sometimes"},
+                                     {"lazy": True, "indirection": "triple"}, {"tiered": True}])
+def test_bad_options_are_rejected(options):
+    with pytest.raises(orcjit.ConfigurationError) as info:
+        orcjit.JIT(**options)
+    assert isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize("signature", ["int(", "int(int,)", "quux(int)", "int(void, int)", "int(...)"])

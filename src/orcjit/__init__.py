@@ -7,6 +7,7 @@ executors for people building their own JITs are in :mod:`orcjit.layers`,
 
 from .errors import (
     CompileError,
+    ConfigurationError,
     DuplicateDefinitionError,
     ExecutorError,
     InvalidIRError,
@@ -43,5 +44,6 @@ __all__ = [
     "CompileError",
     "ExecutorError",
     "SignatureError",
+    "ConfigurationError",
     "__version__",
 ]

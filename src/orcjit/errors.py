@@ -13,7 +13,8 @@ Every error orcjit raises on purpose derives from :class:`JITError`, so
      │    └── RelocationOverflowError  a fix-up value does not fit its field
      ├── CompileError              LLVM failed to generate code for valid IR
      ├── ExecutorError             the executor (memory, calls) failed
-     └── SignatureError            a C-like signature string cannot be parsed
+     ├── SignatureError            a C-like signature string cannot be parsed
+     └── ConfigurationError        an option with an impossible value (also a ValueError)
 
 Errors carry their data (missing names, the symbol, the relocation kind) as
 attributes, not only in the message.
@@ -87,3 +88,7 @@ class ExecutorError(JITError):
 
 class SignatureError(JITError, ValueError):
     """A C-like signature string such as ``"int(int, int)"`` is malformed."""
+
+
+class ConfigurationError(JITError, ValueError):
+    """An option with a value orcjit cannot work with (code model, level, ...)."""

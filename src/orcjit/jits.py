@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import JITError
+from .errors import ConfigurationError, JITError
 from .executor.base import Executor
 from .frontends.ir import IRSource, dispose, owns_context, parse_ir
 from .layers.base import Handle, Layer
@@ -54,9 +54,9 @@ class JIT(LayerStack):
         self._tier1_optimizer: IRTransformLayer | None = None
         self.deferred: LazyEmitLayer | None = None
         if lazy not in (False, True, "function", "module"):
-            raise ValueError(f"lazy must be False, True/'function' or 'module', not {lazy!r}")
+            raise ConfigurationError(f"lazy must be False, True/'function' or 'module', not {lazy!r}")
         if indirection not in INDIRECTIONS:
-            raise ValueError(f"indirection must be one of {sorted(INDIRECTIONS)}, "
+            raise ConfigurationError(f"indirection must be one of {sorted(INDIRECTIONS)}, "
                              f"not {indirection!r}")
         if lazy == "module":
             self.deferred = LazyEmitLayer(self.optimizer, resolver=self.linker.resolver)
@@ -80,7 +80,7 @@ class JIT(LayerStack):
                                              optimizing_base=self.optimizer if tiered else None)
             self.top = self.lazy
         elif tiered:
-            raise ValueError("tiered=True needs lazy=True: only stubs let a body be swapped")
+            raise ConfigurationError("tiered=True needs lazy=True: only stubs let a body be swapped")
         self._archives: ArchiveMembers | None = None
         self._parse_seconds = 0.0
         self._add_seconds = 0.0

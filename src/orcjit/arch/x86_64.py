@@ -7,6 +7,7 @@ support (TLS, IFUNC copies, ...) raise with their name.
 
 from __future__ import annotations
 
+from ..errors import LinkError
 from ..link.edges import EdgeKind as K
 
 MACHINE = 62  # EM_X86_64
@@ -78,7 +79,7 @@ XSAVE_AREA = 4096
 def _rip_jump(opcode: bytes, address: int, slot: int) -> bytes:
     disp = slot - (address + 6)
     if not -(1 << 31) <= disp < (1 << 31):
-        raise ValueError("stub and slot are more than 2 GiB apart")
+        raise LinkError("stub and slot are more than 2 GiB apart")
     return opcode + disp.to_bytes(4, "little", signed=True) + b"\xcc\xcc"
 
 
@@ -159,7 +160,7 @@ def direct_stub_code(address: int, target: int) -> bytes:
     """``jmp target`` (rel32) at ``address``, padded to 8 bytes: a stub patched in place."""
     disp = target - (address + 5)
     if not -(1 << 31) <= disp < (1 << 31):
-        raise ValueError("stub target is more than 2 GiB away")
+        raise LinkError("stub target is more than 2 GiB away")
     return b"\xe9" + disp.to_bytes(4, "little", signed=True) + b"\xcc\xcc\xcc"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import llvmlite.binding as llvm
 
-from ..errors import CompileError
+from ..errors import CompileError, ConfigurationError
 from ..frontends.ir import initialize_llvm, prepare_for_target, target_description
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
@@ -30,11 +30,11 @@ def create_target_machine(triple: str | None = None, cpu: str | None = None,
     """A TargetMachine for the host unless told otherwise."""
     initialize_llvm()
     if code_model not in CODE_MODELS:
-        raise ValueError(f"code_model must be one of {CODE_MODELS}, not {code_model!r}")
+        raise ConfigurationError(f"code_model must be one of {CODE_MODELS}, not {code_model!r}")
     if reloc_model not in RELOC_MODELS:
-        raise ValueError(f"reloc_model must be one of {RELOC_MODELS}, not {reloc_model!r}")
+        raise ConfigurationError(f"reloc_model must be one of {RELOC_MODELS}, not {reloc_model!r}")
     if not 0 <= opt_level <= 3:
-        raise ValueError(f"opt_level must be 0..3, not {opt_level!r}")
+        raise ConfigurationError(f"opt_level must be 0..3, not {opt_level!r}")
     host = triple is None
     if host:
         triple = llvm.get_process_triple()

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import InvalidIRError
+
 # a global name as LLVM prints it: @name, @"quoted name", @123
 _GLOBAL = r'@(?:[-a-zA-Z$._][-a-zA-Z$._0-9]*|"(?:[^"\\]|\\.)*"|\d+)'
 _GLOBAL_RE = re.compile(_GLOBAL)
@@ -259,7 +261,7 @@ def _defined_name(line: str) -> str:
     for match in _GLOBAL_RE.finditer(line):
         if line[match.end():match.end() + 1] == "(":
             return match.group(0)
-    raise ValueError(f"no function name in {line[:80]!r}")
+    raise InvalidIRError(f"cannot partition: no function name in {line[:80]!r}")
 
 
 def _linkage_of(header: str, keyword: str) -> str:
@@ -285,7 +287,7 @@ def _argument_list_end(header: str, name_end: int) -> int:
             if depth == 0:
                 return i + 1
         i += 1
-    raise ValueError(f"unbalanced argument list in {header[:80]!r}")
+    raise InvalidIRError(f"cannot partition: unbalanced argument list in {header[:80]!r}")
 
 
 def _split_header(header: str) -> tuple[str, str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import llvmlite.binding as llvm
 
+from ..errors import ConfigurationError
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -44,7 +45,7 @@ def optimization_pipeline(target_machine: llvm.TargetMachine,
     modules for hours, so memory wins: 64.
     """
     if not 0 <= level <= 3:
-        raise ValueError(f"optimisation level must be 0..3, not {level!r}")
+        raise ConfigurationError(f"optimisation level must be 0..3, not {level!r}")
     lock = threading.Lock()      # the target machine and builder are shared
     tuning = llvm.create_pipeline_tuning_options(speed_level=level)
     state: dict[str, Any] = {"builder": None, "runs": 0}

@@ -18,7 +18,7 @@ import bisect
 import threading
 from collections.abc import Sequence
 
-from ..errors import ExecutorError
+from ..errors import ConfigurationError, ExecutorError
 from ..executor.base import ActionCall, Executor, FinalizeRequest, Protection, SegmentWrite
 from .graph import Segment
 
@@ -67,7 +67,7 @@ class MemoryPool:
 
     def __init__(self, executor: Executor, reservation_size: int = DEFAULT_RESERVATION):
         if reservation_size > (1 << 31):
-            raise ValueError("the reservation must stay within 2 GiB for PC-relative reach")
+            raise ConfigurationError("the reservation must stay within 2 GiB for PC-relative reach")
         self.executor = executor
         self.page_size = executor.page_size
         self.reservation_size = reservation_size
