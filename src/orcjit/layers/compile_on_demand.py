@@ -49,7 +49,6 @@ class _LazyFunction:
     module: ModuleText
     ir_name: str                 # as printed ('@name')
     stub_name: str
-    body_name: str
     strong: bool                 # external linkage; weak and linkonce ones are not
     trampoline: int = 0
     body: int = 0
@@ -151,7 +150,7 @@ class CompileOnDemandLayer(Layer):
                         clashes.append(stub_name)
                         continue
                     lazy.functions[stub_name] = _LazyFunction(
-                        lazy, cut, ir_name, stub_name, cut.body_name(ir_name), strong)
+                        lazy, cut, ir_name, stub_name, strong)
             if clashes:
                 raise DuplicateDefinitionError(clashes)
             for function in lazy.functions.values():
@@ -219,7 +218,7 @@ class CompileOnDemandLayer(Layer):
                     if old is None and any(c.owner is not lazy
                                            for c in self._candidates.get(stub_name, ())):
                         raise DuplicateDefinitionError([stub_name])
-                    new = _LazyFunction(lazy, cut, ir_name, stub_name, cut.body_name(ir_name),
+                    new = _LazyFunction(lazy, cut, ir_name, stub_name,
                                         cut.functions[ir_name].linkage in ("", "external"))
                     replaced.append((new, old))
             lazy.modules.extend(texts)
@@ -298,26 +297,7 @@ class CompileOnDemandLayer(Layer):
             if function.owner.removed:
                 raise JITError(f"{function.stub_name} was called after its set was removed")
             start = time.perf_counter()
-            text = function.module.function_partition(function.ir_name)
-            parsed = time.perf_counter()
-            # cut from a module verified when it was added: no second verification
-            module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
-                              verify=False)
-            if self.on_partition is not None:
-                self.on_partition(module, [function.stub_name])
-            self.partition_seconds += parsed - start
-            self.parse_seconds += time.perf_counter() - parsed
-            handle = self.base.add_module_set([module], None, function.owner.resolver)
-            if self.patcher:
-                self.patcher.partitions.add(handle)
-            try:
-                body = self.base.lookup_symbol_address_in(handle, function.body_name,
-                                                          exported_symbols_only=False)
-                if not body:
-                    raise JITError(f"compiled partition of {function.stub_name} has no body")
-            except BaseException:
-                self.base.remove_module_set(handle)
-                raise
+            handle, body = self._build_body(function, self.base, tier="")
             function.handle, function.body = handle, body
             with self._lock:
                 if self._winner(function.stub_name) is function:
@@ -396,35 +376,50 @@ class CompileOnDemandLayer(Layer):
         with self._lock:
             if function.owner.removed or self._winner(function.stub_name) is not function:
                 return False
-        tier = ".t2"
         start = time.perf_counter()
-        text = function.module.function_partition(function.ir_name, tier)
-        parsed = time.perf_counter()
-        module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
-                          verify=False)
-        self.parse_seconds += time.perf_counter() - parsed
-        self.partition_seconds += parsed - start
         try:
-            return self._swap_in(function, base, module, tier)
+            handle, body = self._build_body(function, base, tier=".t2")
+            with function.lock, self._lock:
+                if function.owner.removed or self._winner(function.stub_name) is not function:
+                    base.remove_module_set(handle)
+                    return False
+                if function.handle is not None:
+                    function.owner.retired_handles.append(function.handle)
+                function.handle, function.body = handle, body
+                self.stubs.update_pointer(function.stub_name, body)
+                if self.patcher:
+                    self.patcher.retarget(function.stub_name)
+            return True
         finally:
             self.compile_seconds += time.perf_counter() - start
 
-    def _swap_in(self, function: _LazyFunction, base: Layer, module: Any, tier: str) -> bool:
+    def _build_body(self, function: _LazyFunction, base: Layer, tier: str) -> tuple[Handle, int]:
+        """Cut ``function``'s partition, send it through ``base``, return (handle, body).
+
+        ``tier`` tells bodies of the same function apart (first and second tier).
+        """
+        start = time.perf_counter()
+        text = function.module.function_partition(function.ir_name, tier)
+        parsed = time.perf_counter()
+        # cut from a module verified when it was added: no second verification
+        module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
+                          verify=False)
+        self.partition_seconds += parsed - start
+        self.parse_seconds += time.perf_counter() - parsed
+        if self.on_partition is not None and not tier:
+            self.on_partition(module, [function.stub_name])
         handle = base.add_module_set([module], None, function.owner.resolver)
-        body = base.lookup_symbol_address_in(handle, function.module.body_name(
-            function.ir_name, tier), exported_symbols_only=False)
-        with function.lock, self._lock:
-            if not body or function.owner.removed or \
-                    self._winner(function.stub_name) is not function:
-                base.remove_module_set(handle)
-                return False
-            if function.handle is not None:
-                function.owner.retired_handles.append(function.handle)
-            function.handle, function.body = handle, body
-            self.stubs.update_pointer(function.stub_name, body)
-            if self.patcher:
-                self.patcher.retarget(function.stub_name)
-        return True
+        if self.patcher:
+            self.patcher.partitions.add(handle)
+        try:
+            body = base.lookup_symbol_address_in(handle, function.module.body_name(
+                function.ir_name, tier), exported_symbols_only=False)
+            if not body:
+                raise JITError(f"compiled partition of {function.stub_name} has no body")
+        except BaseException:
+            base.remove_module_set(handle)
+            raise
+        return handle, body
 
     def close(self) -> None:
         """Stop background work (waits for a recompilation in progress)."""
