@@ -210,12 +210,7 @@ class JIT(LayerStack):
     def load_library(self, path: str) -> None:
         """Let JIT'd code use a shared library's symbols (searched before the process)."""
         self._check_open()
-        try:
-            self.libraries.load(path)
-        except JITError:
-            raise
-        except OSError as e:
-            raise JITError(f"cannot load library {path}: {e}") from None
+        super().load_library(path)
 
     def run_main(self, argv: Sequence[str] = ("main",), entry: str = "main") -> int:
         """Call ``int main(int argc, char **argv)`` and return its result."""
@@ -268,14 +263,7 @@ class JIT(LayerStack):
                 if layer is not None:
                     for handle in reversed(layer.handles()):
                         layer.remove_module_set(handle)
-            self.linker.close()
-            self.executor.close()
-
-    def __enter__(self) -> JIT:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            super().close()
 
 
 class LazyJIT(JIT):

@@ -157,7 +157,7 @@ class MCJITReplacement(LayerStack):
         address = self.get_function_address(entry)
         if not address:
             raise JITError(f"no {entry!r} function to run")
-        return self.executor.run_as_main(address, list(argv), envp)  # type: ignore[call-arg]
+        return self.executor.run_as_main(address, list(argv), envp)
 
     def run_static_constructors_destructors(self, is_dtors: bool) -> None:
         """Constructors run when a set is linked; destructors with ``is_dtors=True``
@@ -173,18 +173,6 @@ class MCJITReplacement(LayerStack):
     def add_global_mapping(self, name: str, address: int) -> None:
         self.definitions.define(name, address)
 
-    def load_library(self, path: str) -> None:
-        self.libraries.load(path)
-
-    def close(self) -> None:
-        self.linker.close()
-        self.executor.close()
-
-    def __enter__(self) -> MCJITReplacement:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _read(path: Path) -> bytes:

@@ -10,7 +10,7 @@ Read top down::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from .executor.base import Executor
 from .executor.in_process import InProcessExecutor
@@ -45,3 +45,18 @@ class LayerStack:
             self.compiler, optimization_pipeline(self.target_machine,
                                                  ir_level(opt_level, ir_opt_level)))
         self.opt_level = opt_level
+
+    def load_library(self, path: str) -> None:
+        """Let JIT'd code use a shared library's symbols (searched before the process)."""
+        self.libraries.load(path)
+
+    def close(self) -> None:
+        """Remove every set (running destructors) and release JIT memory."""
+        self.linker.close()
+        self.executor.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
