@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigurationError, JITError
 from .executor.base import Executor
-from .frontends.ir import IRSource, dispose, owns_context, parse_ir
+from .frontends.ir import IRSource, dispose, parse_ir
 from .layers.base import Handle, Layer
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
@@ -113,8 +113,7 @@ class JIT(LayerStack):
         finally:
             if self.deferred is None:
                 for module in modules:
-                    if owns_context(module):
-                        dispose(module)   # compiled (or cut into text): nothing else needs it
+                    dispose(module)   # compiled (or cut into text): nothing else needs it
             self._add_seconds += time.perf_counter() - start
         return handle
 
@@ -160,8 +159,7 @@ class JIT(LayerStack):
         try:
             self.lazy.replace(handle, [module])
         finally:
-            if owns_context(module):
-                dispose(module)
+            dispose(module)
 
     def wait_for_optimizations(self, timeout: float | None = None) -> bool:
         """With ``tiered=True``: wait until functions that ran are recompiled at

@@ -24,7 +24,7 @@ import llvmlite.binding as llvm
 
 from .errors import JITError
 from .executor.base import Executor
-from .frontends.ir import IRSource, dispose, owns_context, parse_ir
+from .frontends.ir import IRSource, dispose, parse_ir
 from .layers.base import Handle
 from .layers.compile import SimpleCompiler
 from .link.archive import Archive, ArchiveMembers
@@ -109,8 +109,7 @@ class MCJITReplacement(LayerStack):
                 module.name = module_id
             return self.optimizer.add_module_set([module])
         finally:
-            if owns_context(module):
-                dispose(module)
+            dispose(module)
 
     def add_object_file(self, data: bytes | str | os.PathLike[str]) -> Handle:
         """Add a relocatable ELF object (bytes or a path)."""

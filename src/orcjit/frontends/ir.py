@@ -83,22 +83,19 @@ def _owning(module: llvm.ModuleRef, context: llvm.ContextRef) -> llvm.ModuleRef:
     return module
 
 
-def owns_context(module: llvm.ModuleRef) -> bool:
-    """Whether ``parse_ir`` made this module (and its context), so we may free it."""
-    return hasattr(module, "_orcjit_context")
-
-
 def dispose(module: llvm.ModuleRef) -> None:
-    """Free a module parsed by ``parse_ir`` and then its context.
+    """Free a module ``parse_ir`` made, then its context; leave others alone
+    (a ModuleRef the user passed in is the user's).
 
     Done explicitly: left to the garbage collector, a module and its context
     in one reference cycle may be finalised context first, which crashes LLVM.
     """
     context = getattr(module, "_orcjit_context", None)
+    if context is None:
+        return
     module.close()
-    if context is not None:
-        context.close()
-        del module._orcjit_context
+    context.close()
+    del module._orcjit_context
 
 
 def _checked(module: llvm.ModuleRef, name: str | None, verify: bool = True) -> llvm.ModuleRef:

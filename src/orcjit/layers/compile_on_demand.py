@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DuplicateDefinitionError, JITError
-from ..frontends.ir import dispose, owns_context, parse_ir
+from ..frontends.ir import dispose, parse_ir
 from ..lazy import CompileCallbackManager, DirectStubsManager, IndirectStubsManager
 from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
 from .base import Handle, Layer
@@ -430,8 +430,7 @@ class CompileOnDemandLayer(Layer):
 def _cut(module: Any, suffix: str, generation: int = 0) -> ModuleText:
     """Print a module once, cut it into items and free the module."""
     text = str(module)
-    if owns_context(module):
-        dispose(module)
+    dispose(module)
     cut = ModuleText.parse(text)
     cut.promote_locals(suffix)
     if generation:

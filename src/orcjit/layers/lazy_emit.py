@@ -17,7 +17,7 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import JITError
-from ..frontends.ir import dispose, owns_context
+from ..frontends.ir import dispose
 from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
 from .base import Handle, Layer
 
@@ -90,8 +90,7 @@ class LazyEmitLayer(Layer):
                 deferred.emitted = self.base.add_module_set(
                     deferred.modules, deferred.memory_manager, deferred.resolver)
                 for module in deferred.modules:
-                    if owns_context(module):
-                        dispose(module)
+                    dispose(module)
                 deferred.modules = []
                 self.sets_emitted += 1
             return deferred.emitted
@@ -142,8 +141,7 @@ class LazyEmitLayer(Layer):
             if deferred.emitted is not None:
                 self.base.remove_module_set(deferred.emitted)
             for module in deferred.modules:
-                if owns_context(module):
-                    dispose(module)
+                dispose(module)
             deferred.modules = []
 
     def handles(self) -> list[Handle]:
