@@ -24,6 +24,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from ..arch import x86_64
+from ..errors import JITError
 from ..link.memory import MemoryPool
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64)
@@ -92,7 +93,7 @@ class CompileCallbackManager:
         compile = self._callbacks.get(trampoline)
         try:
             if compile is None:
-                raise RuntimeError(f"no compile callback at {trampoline:#x}")
+                raise JITError(f"no compile callback at {trampoline:#x}")
             return compile()
         except BaseException as error:
             # nothing to return into: say why, then stop at a ud2
