@@ -11,6 +11,11 @@ continues into it. Later calls go stub -> body.
 Concurrency: each function has its own lock, held only while that function
 is compiled; many threads may trigger compilation at once, each body is
 compiled once and every caller continues into it.
+
+Also here, all swapping bodies behind the same stubs: ``replace`` (new
+versions of live functions), a second tier (:class:`BackgroundOptimizer`
+recompiles what ran) and patchpoints (:class:`CallSitePatcher` sends calls
+between partitions straight to bodies).
 """
 
 from __future__ import annotations
