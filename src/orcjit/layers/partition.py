@@ -73,6 +73,10 @@ class ModuleText:
     name: str = ""                     # the module identifier
     _originals: dict[str, str] = field(default_factory=dict)  # renamed -> printed name
     body_suffix: str = BODY_SUFFIX     # differs per replacement generation
+    # built on first use, then shared by every partition of the module
+    _declarations: dict[str, str] = field(default_factory=dict)   # renamed ref -> line
+    _fixed_text: tuple[str, str] | None = None
+    _named_closure: set[str] | None = None
 
     # -- cutting ------------------------------------------------------------
     @classmethod
@@ -136,6 +140,7 @@ class ModuleText:
                 self.renames[name] = _suffixed(name, suffix)
         for alias in self.local_aliases:
             self.renames[alias] = _suffixed(alias, suffix)
+        self._declarations.clear()
         self._originals = {self.renames.get(n, n): n for n in
                            list(self.functions) + list(self.globals) + list(self.function_aliases)}
 
@@ -200,39 +205,55 @@ class ModuleText:
         return self._assemble(body, references, extra_comdats=comdats)
 
     def _assemble(self, body: str, references: set[str], extra_comdats) -> str:
-        out = list(self.header)
-        out += self.types
+        out = [self._fixed()[0]]
         out += [self.comdats[c] for c in dict.fromkeys(extra_comdats) if c in self.comdats]
-        out += self.module_asm
         for ref in sorted(references):
-            original = self._originals.get(ref, ref)
-            if original in self.function_aliases:
-                target = self.function_aliases[original]
-                declaration = _declaration(self.rename(self.functions[target].header))
-                out.append(declaration.replace(self.rename(target) + "(", ref + "(", 1))
-            elif original in self.functions:
-                out.append(_declaration(self.rename(self.functions[original].header)))
-            elif original in self.globals:
-                out.append(f"{ref} = external global i8")
-            elif original in self.declarations:
-                out.append(self.declarations[original])
+            declaration = self._declarations.get(ref)
+            if declaration is None:
+                declaration = self._declarations[ref] = self._declare(ref)
+            if declaration:
+                out.append(declaration)
         out.append(body)
-        out += self.attributes
-        out += self._metadata_closure("\n".join(out))
+        out.append(self._fixed()[1])
+        out += self._metadata_closure("\n".join(out[1:]))
         return "\n".join(out) + "\n"
 
+    def _fixed(self) -> tuple[str, str]:
+        """The text every partition starts and ends with (joined once per module)."""
+        if self._fixed_text is None:
+            self._fixed_text = ("\n".join(self.header + self.types + self.module_asm),
+                                "\n".join(self.attributes))
+        return self._fixed_text
+
+    def _declare(self, ref: str) -> str:
+        """The line declaring ``ref`` (renamed) in a partition ("" for none needed)."""
+        original = self._originals.get(ref, ref)
+        if original in self.function_aliases:
+            target = self.function_aliases[original]
+            declaration = _declaration(self.rename(self.functions[target].header))
+            return declaration.replace(self.rename(target) + "(", ref + "(", 1)
+        if original in self.functions:
+            return _declaration(self.rename(self.functions[original].header))
+        if original in self.globals:
+            return f"{ref} = external global i8"
+        return self.declarations.get(original, "")
+
     def _metadata_closure(self, text: str) -> list[str]:
-        wanted = list(self.named_metadata)
-        seen: set[str] = set()
-        todo = [m.group(0) for m in _METADATA_REF.finditer(text + "\n".join(wanted))]
+        """Named metadata and every numbered node reached from it or from ``text``."""
+        if self._named_closure is None:
+            self._named_closure = self._reach("\n".join(self.named_metadata), set())
+        seen = self._reach(text, set(self._named_closure)) if "!" in text else self._named_closure
+        return self.named_metadata + [self.metadata[r] for r in sorted(seen, key=lambda r: int(r[1:]))]
+
+    def _reach(self, text: str, seen: set[str]) -> set[str]:
+        todo = [m.group(0) for m in _METADATA_REF.finditer(text)]
         while todo:
             ref = todo.pop()
             if ref in seen or ref not in self.metadata:
                 continue
             seen.add(ref)
-            line = self.metadata[ref]
-            todo.extend(m.group(0) for m in _METADATA_REF.finditer(line))
-        return wanted + [self.metadata[r] for r in sorted(seen, key=lambda r: int(r[1:]))]
+            todo.extend(m.group(0) for m in _METADATA_REF.finditer(self.metadata[ref]))
+        return seen
 
 
 _ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})")
