@@ -161,34 +161,28 @@ def _check_range(data_len: int, offset: int, size: int, what: str) -> None:
         raise _bad(f"{what} [{offset:#x}, +{size:#x}) lies outside the file ({data_len:#x} bytes)")
 
 
-class _StringTable:
+class _StringTable(dict):
     """Bounds-checked NUL-terminated strings of one string table section.
 
-    The table is split once; names are looked up by offset (one dict access)
-    and only an offset into the middle of a string (suffix sharing) is
-    searched for its end.
+    The table is split once into ``{offset: name}``; ``table[offset]`` is a
+    plain dict lookup, and only an offset into the middle of a string
+    (suffix sharing) is searched for its end, once.
     """
 
-    __slots__ = ("_data", "_start", "_end", "_what", "_by_offset")
+    __slots__ = ("_data", "_start", "_end", "_what")
 
-    def __init__(self, data: bytes, section: Section, what: str):
-        self._data, self._start, self._end = data, section.offset, section.offset + section.size
+    def __init__(self, data: bytes, offset: int, size: int, what: str):
+        super().__init__()
+        self._data, self._start, self._end = data, offset, offset + size
         self._what = what
-        self._by_offset: dict[int, str] = {}
-        offset = 0
         table = data[self._start:self._end]
         if table.endswith(b"\0"):
+            intern, offset = sys.intern, 0
             for part in table[:-1].split(b"\0"):
-                self._by_offset[offset] = sys.intern(part.decode("utf-8", "surrogateescape"))
+                self[offset] = intern(part.decode("utf-8", "surrogateescape"))
                 offset += len(part) + 1
 
-    def get(self, offset: int) -> str:
-        name = self._by_offset.get(offset)
-        if name is not None:
-            return name
-        return self._search(offset)
-
-    def _search(self, offset: int) -> str:
+    def __missing__(self, offset: int) -> str:
         start = self._start + offset
         if offset < 0 or start >= self._end:
             if offset == 0 and self._start == self._end:
@@ -197,7 +191,8 @@ class _StringTable:
         end = self._data.find(b"\0", start, self._end)
         if end < 0:
             raise _bad(f"{self._what} name at {offset:#x} is not NUL-terminated")
-        return sys.intern(self._data[start:end].decode("utf-8", "surrogateescape"))
+        name = self[offset] = sys.intern(self._data[start:end].decode("utf-8", "surrogateescape"))
+        return name
 
 
 def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
@@ -232,22 +227,22 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
 
     raw = list(_SHDR.iter_unpack(data[e_shoff : e_shoff + shnum * _SHDR.size]))
     for i, (_n, s_type, _f, _a, s_off, s_size, *_rest) in enumerate(raw):
-        if s_type not in (SHT_NOBITS, SHT_NULL):
+        if s_off + s_size > size and s_type not in (SHT_NOBITS, SHT_NULL):
             _check_range(size, s_off, s_size, f"section {i}")
     if not 0 <= e_shstrndx < shnum or raw[e_shstrndx][1] != SHT_STRTAB:
         raise _bad(f"section name table index {e_shstrndx} is invalid")
     shstr = raw[e_shstrndx]
-    names = _StringTable(data, Section(e_shstrndx, "", shstr[1], 0, shstr[4], shstr[5], 0, 0, 1, 0),
-                         "section")
+    names = _StringTable(data, shstr[4], shstr[5], "section")
     sections = [
-        Section(i, names.get(n), t, f, off, sz, link, info, align or 1, ent)
+        Section(i, names[n], t, f, off, sz, link, info, align or 1, ent)
         for i, (n, t, f, _addr, off, sz, link, info, align, ent) in enumerate(raw)
     ]
     for s in sections:
         if s.addralign & (s.addralign - 1):
             raise _bad(f"section {s.name!r} alignment {s.addralign} is not a power of two")
 
-    symbols = _read_symbols(data, sections)
+    # LLVM names sections and symbols from one string table: split it once
+    symbols = _read_symbols(data, sections, names, e_shstrndx)
     obj = ObjectFile(data, e_machine, sections, symbols)
     nsyms = len(symbols)
     for s in sections:
@@ -260,7 +255,8 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     return obj
 
 
-def _read_symbols(data: bytes, sections: list[Section]) -> list[Symbol]:
+def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTable | None = None,
+                  section_names_index: int = -1) -> list[Symbol]:
     symtabs = [s for s in sections if s.type == SHT_SYMTAB]
     if not symtabs:
         return []
@@ -271,7 +267,11 @@ def _read_symbols(data: bytes, sections: list[Section]) -> list[Symbol]:
         raise _bad(f"symbol table entry size {symtab.entsize} / size {symtab.size} invalid")
     if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SHT_STRTAB:
         raise _bad("symbol table does not link to a string table")
-    strings = _StringTable(data, sections[symtab.link], "symbol")
+    if symtab.link == section_names_index and section_names is not None:
+        strings = section_names
+    else:
+        table = sections[symtab.link]
+        strings = _StringTable(data, table.offset, table.size, "symbol")
     xindex: tuple[int, ...] = ()
     for s in sections:
         if s.type == SHT_SYMTAB_SHNDX and s.link == symtab.index:
@@ -279,23 +279,24 @@ def _read_symbols(data: bytes, sections: list[Section]) -> list[Symbol]:
                 raise _bad("SHT_SYMTAB_SHNDX size does not match the symbol table")
             xindex = struct.unpack_from(f"<{s.size // 4}I", data, s.offset)
     nsections = len(sections)
+    plain_limit = min(nsections, SHN_LORESERVE)     # below it: an ordinary section index
     symbols = []
     table = data[symtab.offset : symtab.offset + symtab.size]
-    get_name = strings.get
     for index, (name, info, other, shndx, value, sz) in enumerate(_SYM.iter_unpack(table)):
-        extended = shndx == SHN_XINDEX
-        if extended:
-            if index >= len(xindex):
-                raise _bad(f"symbol {index} uses SHN_XINDEX without an index table")
-            shndx = xindex[index]
-            if not 0 < shndx < nsections:
-                raise _bad(f"symbol {index} has extended section index {shndx}, "
-                           f"but there are {nsections} sections")
-        elif SHN_LORESERVE <= shndx and shndx not in (SHN_ABS, SHN_COMMON):
-            raise _bad(f"symbol {index} has unsupported special section index {shndx:#x}")
-        elif shndx < SHN_LORESERVE and shndx >= nsections:
-            raise _bad(f"symbol {index} refers to section {shndx}, but there are {nsections}")
-        symbols.append(Symbol(index, get_name(name) if name else "", value, sz,
+        extended = False
+        if shndx >= plain_limit:          # special, extended or out of range
+            if shndx < SHN_LORESERVE:
+                raise _bad(f"symbol {index} refers to section {shndx}, but there are {nsections}")
+            if shndx == SHN_XINDEX:
+                if index >= len(xindex):
+                    raise _bad(f"symbol {index} uses SHN_XINDEX without an index table")
+                shndx, extended = xindex[index], True
+                if not 0 < shndx < nsections:
+                    raise _bad(f"symbol {index} has extended section index {shndx}, "
+                               f"but there are {nsections} sections")
+            elif shndx not in (SHN_ABS, SHN_COMMON):
+                raise _bad(f"symbol {index} has unsupported special section index {shndx:#x}")
+        symbols.append(Symbol(index, strings[name] if name else "", value, sz,
                               info >> 4, info & 0xF, other & 0x3, shndx, extended))
     return symbols
 

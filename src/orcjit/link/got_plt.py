@@ -24,14 +24,17 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
     displacement, or may be re-bound later (a weak definition).
     """
     arch = graph.arch
-    got = Block("$__GOT", bytearray(), 0, 8, Segment.RODATA)
-    plt = Block("$__PLT", bytearray(), 0, arch.PLT_STUB_ALIGN, Segment.CODE)
     got_entries = graph.got_entries
     plt_stubs: dict[int, int] = {}
+    got: Block | None = None
+    plt: Block | None = None
 
     def got_entry(target: int) -> int:
+        nonlocal got
         entry = got_entries.get(target)
         if entry is None:
+            if got is None:
+                got = Block("$__GOT", None, 0, 8, Segment.RODATA)
             offset = got.size
             got.size += arch.GOT_ENTRY_SIZE
             got.edges.append([offset, EdgeKind.POINTER64, target, 0])
@@ -40,13 +43,16 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
         return entry
 
     def plt_stub(target: int) -> int:
+        nonlocal plt
         stub = plt_stubs.get(target)
         if stub is None:
+            if plt is None:
+                plt = Block("$__PLT", None, 0, arch.PLT_STUB_ALIGN, Segment.CODE)
             offset = plt.size
             plt.size += arch.PLT_STUB_SIZE
             slot = got_entry(target)
             plt.edges.append([offset + arch.PLT_STUB_EDGE_OFFSET, EdgeKind.DELTA32, slot,
-                               arch.PLT_STUB_EDGE_ADDEND])
+                              arch.PLT_STUB_EDGE_ADDEND])
             stub = plt_stubs[target] = graph.add_symbol(
                 f"$plt.{graph.symbols[target].name}", plt, offset)
         return stub
@@ -67,15 +73,17 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
             if kind in USES_GOT_BASE:
                 needs_got_base = True
 
-    if needs_got_base and graph.got_symbol is None:
-        graph.got_symbol = graph.add_symbol("_GLOBAL_OFFSET_TABLE_", got, 0)
-    elif graph.got_symbol is not None:
-        graph.symbol_blocks[graph.got_symbol] = got
-        graph.symbols[graph.got_symbol].value = 0
-    if got.size or needs_got_base:
+    if needs_got_base and got is None:
+        got = Block("$__GOT", None, 0, 8, Segment.RODATA)
+    if got is not None:
+        if graph.got_symbol is None:
+            graph.got_symbol = graph.add_symbol("_GLOBAL_OFFSET_TABLE_", got, 0)
+        else:
+            graph.symbol_blocks[graph.got_symbol] = got
+            graph.symbols[graph.got_symbol].value = 0
         got.size = max(got.size, arch.GOT_ENTRY_SIZE)
         got.content = bytes(got.size)
         graph.blocks.append(got)
-    if plt.size:
+    if plt is not None:
         plt.content = arch.PLT_STUB * (plt.size // arch.PLT_STUB_SIZE)
         graph.blocks.append(plt)

@@ -152,14 +152,14 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
         if s.index in dropped or s.type in (elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB,
                                             elf.SHT_STRTAB, elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX):
             continue
-        if not s.is_alloc:
+        if not s.flags & elf.SHF_ALLOC:
             if s.name.startswith(".debug"):
                 graph.debug_sections[s.name] = obj.section_data(s)
             continue
         if s.flags & elf.SHF_TLS:
             raise UnsupportedError(f"{name}: thread-local storage (section {s.name!r}) "
                                    "is not supported yet")
-        content = None if s.type == elf.SHT_NOBITS else obj.section_data(s)
+        content = None if s.type == elf.SHT_NOBITS else obj.data[s.offset:s.offset + s.size]
         block = Block(s.name, content, s.size, s.addralign, _segment_of(s))
         section_blocks[s.index] = block
         blocks.append(block)
@@ -184,7 +184,7 @@ def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: s
     symbol_blocks = graph.symbol_blocks
     for sym in graph.symbols:
         section = sym.section
-        block = section_blocks.get(section) if section is not None else None
+        block = section_blocks.get(section)
         symbol_blocks.append(block)
         if sym.type == elf.STT_TLS:
             raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "

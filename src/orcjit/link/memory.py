@@ -30,6 +30,9 @@ PROTECTIONS = {
 
 DEFAULT_RESERVATION = 1 << 30
 
+#: the members, listed once: iterating an Enum class runs a generator each time
+SEGMENTS = tuple(Segment)
+
 
 class _FreeRanges:
     """Free page ranges of one region: first fit, coalescing on free."""
@@ -137,7 +140,7 @@ class SetMemoryManager:
         if any(self.segment_bases):
             raise ExecutorError("memory manager already holds an allocation")
         try:
-            for segment in Segment:         # (members: constructing Segment(i) costs ~6 us)
+            for segment in SEGMENTS:
                 size = self.segment_sizes[segment] = segment_sizes[segment]
                 if size:
                     self.segment_bases[segment] = self.pool.allocate(size, segment)
@@ -163,7 +166,7 @@ class SetMemoryManager:
         self._free_segments()
 
     def _free_segments(self) -> None:
-        for segment in Segment:
+        for segment in SEGMENTS:
             base = self.segment_bases[segment]
             if base:
                 self.pool.free(base, self.segment_sizes[segment], segment)

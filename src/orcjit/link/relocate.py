@@ -74,7 +74,9 @@ def apply_fixups(graph: LinkGraph, addresses: Sequence[int], sizes: Sequence[int
                     value = addresses[target] + addend - got
                 else:
                     value = sizes[target] + addend
-                value = value & _MASK64 if wraps else _signed64(value)
+                value &= _MASK64
+                if not wraps and value >> 63:
+                    value -= 1 << 64        # as a signed 64-bit value
             try:
                 packer.pack_into(buf, base + offset, value)
             except struct.error:
