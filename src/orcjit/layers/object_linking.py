@@ -223,6 +223,8 @@ class ObjectLinkingLayer(Layer):
                 for name, site in linked.external_calls:
                     observe(linked.handle, name, site)  # type: ignore[arg-type]
         for linked in closure:
+            linked.settle()
+        for linked in closure:
             self.platform.run_initializers(linked.initializers)
 
     def _out_of_reach(self, address: int) -> bool:

@@ -49,16 +49,28 @@ class Definition:
     """A set's definition of a global name."""
 
     owner: LinkedSet
-    graph: LinkGraph
+    graph: LinkGraph | None     # None once the set is linked (see settle)
     index: int
     strength: int
     flags: JITSymbolFlags
+    settled: tuple[int, int] = (0, 0)   # (address, size) once the set is linked
 
     @property
     def address(self) -> int:
+        if self.graph is None:
+            return self.settled[0]
         block = self.graph.symbol_blocks[self.index]
         value = self.graph.symbols[self.index].value
         return value if block is None else block.address + value
+
+    @property
+    def size(self) -> int:
+        return self.settled[1] if self.graph is None else self.graph.symbols[self.index].size
+
+    def settle(self) -> None:
+        """Keep the final address and size, let the graph go."""
+        self.settled = (self.address, self.size)
+        self.graph = None
 
 
 #: what a name is bound to for linking: a definition in JIT memory, or an address
@@ -203,7 +215,8 @@ class LinkedSet:
                 sym = graph.symbols[target]
                 if sym.bind != elf.STB_LOCAL and isinstance(bindings.get(sym.name), int):
                     self.external_calls.append((sym.name, block.address + offset))
-        self._collect_init_entries()
+        if any(graph.initializers or graph.finalizers for graph in self.graphs):
+            self._collect_init_entries()
 
     def _collect_rebindable_slots(self, graph: LinkGraph, bindings: dict[str, Binding],
                                   addresses: list[int]) -> None:
@@ -249,7 +262,7 @@ class LinkedSet:
                 append(binding)
             else:
                 append(binding.address)
-                sizes[index] = binding.graph.symbols[binding.index].size
+                sizes[index] = binding.size
         return addresses, sizes
 
     def _collect_init_entries(self) -> None:
@@ -289,6 +302,16 @@ class LinkedSet:
         return [debug_object(graph.object_data,
                              {index: block.address for index, block in graph.section_blocks.items()})
                 for graph in self.graphs if ".debug_info" in graph.debug_sections]
+
+    def settle(self) -> None:
+        """After linking: keep what lookups and removal need, free the graphs
+        (their blocks, symbols and edges) -- a long-lived JIT holds many sets."""
+        for definition in self.definitions.values():
+            definition.settle()
+        for definition in self.local_definitions.values():
+            definition.settle()
+        self.graphs = []
+        self.external_calls = []
 
     def release_memory(self) -> None:
         self.memory.deallocate()
