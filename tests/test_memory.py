@@ -8,6 +8,9 @@ import os
 import pytest
 
 import orcjit
+from orcjit.executor.in_process import InProcessExecutor
+from orcjit.link.graph import Segment
+from orcjit.link.memory import CHUNK_PAGES, MemoryPool
 
 SMALL = """
 @counter = global i32 0
@@ -72,3 +75,75 @@ def test_many_small_sets_share_a_few_mappings():
             mappings = [line for line in maps
                         if pool.base <= int(line.split("-")[0], 16) < pool.end]
         assert len(mappings) < 20, len(mappings)
+
+
+class RecordingExecutor(InProcessExecutor):
+    """Notes which pages are given back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.discarded: list[tuple[int, int]] = []
+
+    def discard(self, address: int, size: int) -> None:
+        self.discarded.append((address, size))
+        super().discard(address, size)
+
+
+def test_small_segments_share_pages_and_give_them_back_together():
+    executor = RecordingExecutor()
+    pool = MemoryPool(executor)
+    page = executor.page_size
+    try:
+        a = pool.allocate(100, Segment.CODE)
+        b = pool.allocate(100, Segment.CODE, alignment=64)
+        assert a % 64 == 0 and b == a + 128 and a // page == b // page
+        executor.write(a, b"\x11" * 100)
+        executor.write(b, b"\x22" * 100)
+        pool.free(a, 100, Segment.CODE)
+        assert executor.discarded == []                 # b still lives on that page
+        assert executor.read(b, 100) == b"\x22" * 100
+        pool.free(b, 100, Segment.CODE)
+        assert executor.discarded == [(a - a % page, page)]
+        assert executor.read(a, 228) == bytes(228)      # the memory went back: zeros
+        assert pool.allocate(100, Segment.CODE) == a    # and the chunk is packed again
+    finally:
+        pool.close()
+
+
+def test_large_segments_get_pages_of_their_own():
+    executor = RecordingExecutor()
+    pool = MemoryPool(executor)
+    page = executor.page_size
+    try:
+        size = CHUNK_PAGES * page
+        big = pool.allocate(size + 1, Segment.DATA)
+        small = pool.allocate(8, Segment.DATA)
+        assert big % page == 0 and not big <= small < big + size + page
+        pool.free(big, size + 1, Segment.DATA)
+        assert executor.discarded == [(big, size + page)]
+    finally:
+        pool.close()
+
+
+def test_segment_alignment_is_honoured():
+    pool = MemoryPool(InProcessExecutor())
+    try:
+        pool.allocate(3, Segment.RODATA)
+        assert pool.allocate(16, Segment.RODATA, alignment=1024) % 1024 == 0
+        assert pool.allocate(16, Segment.RODATA, alignment=2 * pool.page_size) % pool.page_size == 0
+    finally:
+        pool.close()
+
+
+def test_lazily_compiled_functions_share_code_pages():
+    """A page per function would cost a lazy program two pages (code, unwind info) each."""
+    source = "\n".join(f"define i64 @f{i}(i64 %x) {{\n  %r = add i64 %x, {i}\n  ret i64 %r\n}}"
+                       for i in range(64))
+    with orcjit.LazyJIT(opt_level=0) as jit:
+        jit.add_ir(source)
+        for i in range(64):
+            assert jit.lookup(f"f{i}", "int64_t(int64_t)")(1) == 1 + i
+        bodies = [jit.linker.get_symbol_address(f"f{i}.orc_body", exported_symbols_only=False)
+                  for i in range(64)]
+        assert all(bodies) and len(set(bodies)) == 64
+        assert len({body // jit.linker.memory_pool.page_size for body in bodies}) <= 2

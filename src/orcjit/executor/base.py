@@ -73,8 +73,14 @@ class Executor(ABC):
 
     @abstractmethod
     def deinitialize(self, key: int) -> None:
-        """Run the deallocate actions of an initialize, make its pages inaccessible again
-        and give their memory back."""
+        """Run the deallocate actions of an initialize; segments it protected become
+        inaccessible again and their memory goes back. (Segments written with
+        ``protection`` None are the caller's to :meth:`discard`.)"""
+
+    @abstractmethod
+    def discard(self, address: int, size: int) -> None:
+        """Give the memory of reserved pages back; they read as zeros afterwards
+        and keep their protection."""
 
     @abstractmethod
     def release(self, base: int) -> None:

@@ -141,11 +141,16 @@ class InProcessExecutor(Executor):
         for action in reversed(state.deallocate):
             self.call(action)
         for address, span, protected_here in state.ranges:
-            r = self._reservation(address, span)
             if protected_here:
                 _check(_mprotect(address, span, _PROT_NONE), "mprotect")
-            _check(_fallocate(r.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
-                              address - r.base, span), "fallocate")
+                self.discard(address, span)
+
+    def discard(self, address: int, size: int) -> None:
+        if address % self.page_size or size % self.page_size:
+            raise ExecutorError(f"discard [{address:#x}, +{size:#x}) is not whole pages")
+        r = self._reservation(address, size)
+        _check(_fallocate(r.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
+                          address - r.base, size), "fallocate")
 
     def release(self, base: int) -> None:
         with self._lock:

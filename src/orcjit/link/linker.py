@@ -30,7 +30,7 @@ from ..symbols import JITSymbolFlags, SymbolResolver
 from . import elf
 from .got_plt import build_got_and_plt
 from .graph import Block, LinkGraph, Segment
-from .memory import SetMemoryManager
+from .memory import DEFAULT_ALIGNMENT, SetMemoryManager
 from ..runtime.debugger import debug_object
 from .relocate import apply_fixups
 
@@ -228,14 +228,18 @@ class LinkedSet:
 
     def _allocate(self) -> None:
         sizes = [0, 0, 0]
+        alignments = [1, 1, 1]
         for graph in self.graphs:
             for block in graph.blocks:
                 segment = block.segment
-                offset = -(-sizes[segment] // block.alignment) * block.alignment
+                alignment = block.alignment
+                offset = -(-sizes[segment] // alignment) * alignment
                 block.segment_offset = offset
                 sizes[segment] = offset + block.size
+                if alignment > alignments[segment]:
+                    alignments[segment] = alignment
         self._segment_sizes = sizes
-        bases = self.memory.allocate(sizes)
+        bases = self.memory.allocate(sizes, [max(a, DEFAULT_ALIGNMENT) for a in alignments])
         for graph in self.graphs:
             for block in graph.blocks:
                 block.address = bases[block.segment] + block.segment_offset

@@ -6,9 +6,17 @@ executor on first use, so every JIT'd section of a session lies within
 range is split into one region per protection (code RX, read-only R, data
 RW): sets' segments of one kind sit side by side with the same protection,
 so the kernel keeps them in one mapping -- tens of thousands of small sets
-(a lazily compiled program) do not run into its limit on mappings. Each set
-gets a :class:`SetMemoryManager` that takes its segments from the regions,
-commits them through the executor and frees everything on
+(a lazily compiled program) do not run into its limit on mappings.
+
+Small segments (a lazily compiled function is a few hundred bytes) share
+pages: they are packed into chunks of a few pages, and a chunk's pages go
+back to the system when its last segment is freed. A page per segment
+would cost a lazily compiled function two pages of memory and two fresh-page
+faults. Since regions are never remapped and the linker writes through a
+separate view, packing never needs a page to be writable and executable.
+
+Each set gets a :class:`SetMemoryManager` that takes its segments from the
+regions, commits them through the executor and frees everything on
 :meth:`~SetMemoryManager.deallocate`.
 """
 
@@ -32,6 +40,22 @@ DEFAULT_RESERVATION = 1 << 30
 
 #: the members, listed once: iterating an Enum class runs a generator each time
 SEGMENTS = tuple(Segment)
+
+#: pages per chunk of packed small segments; segments up to a quarter chunk are packed
+CHUNK_PAGES = 16
+#: alignment of a segment's start unless the caller asks for more
+DEFAULT_ALIGNMENT = 64
+
+
+class _Chunk:
+    """Pages that small segments are packed into, start to end."""
+
+    __slots__ = ("start", "size", "used", "live")
+
+    def __init__(self, start: int, size: int):
+        self.start, self.size = start, size
+        self.used = 0      # bytes handed out so far (packing never goes back)
+        self.live = 0      # segments not freed yet
 
 
 class _FreeRanges:
@@ -66,7 +90,8 @@ class _FreeRanges:
 
 
 class MemoryPool:
-    """Page ranges out of one reservation, from one region per protection."""
+    """Page ranges (and packed small segments) out of one reservation, from
+    one region per protection."""
 
     def __init__(self, executor: Executor, reservation_size: int = DEFAULT_RESERVATION):
         if reservation_size > (1 << 31):
@@ -76,6 +101,9 @@ class MemoryPool:
         self.reservation_size = reservation_size
         self.base = 0
         self._regions: dict[Segment, _FreeRanges] = {}
+        self._chunk_size = CHUNK_PAGES * self.page_size
+        self._open_chunks: dict[Segment, _Chunk] = {}     # where the next small segment goes
+        self._chunk_of: dict[int, _Chunk] = {}            # small segment address -> its chunk
         self._lock = threading.Lock()
 
     @property
@@ -94,26 +122,69 @@ class MemoryPool:
                              for i, segment in enumerate(Segment)}
             # Each region gets its final protection once: committing a set is then
             # a copy, with no protection change (no syscalls, no split mappings).
-            # Free pages are punched out (they read as zeros), never W and X at once.
+            # Free pages are discarded (they read as zeros), never W and X at once.
             for i, segment in enumerate(Segment):
                 self.executor.protect(self.base + i * share, share, PROTECTIONS[segment])
 
-    def allocate(self, size: int, segment: Segment = Segment.CODE) -> int:
-        """Page-aligned room for ``size`` bytes in the region of ``segment``."""
-        size = -(-size // self.page_size) * self.page_size
+    def allocate(self, size: int, segment: Segment = Segment.CODE,
+                 alignment: int = DEFAULT_ALIGNMENT) -> int:
+        """Room for ``size`` bytes in the region of ``segment``, aligned to
+        ``alignment`` (page-aligned pages of its own if large)."""
         with self._lock:
             self._ensure_reserved()
-            address = self._regions[segment].take(size)
+            if size <= self._chunk_size // 4 and alignment <= self.page_size:
+                return self._allocate_small(size, segment, alignment)
+            return self._take(-(-size // self.page_size) * self.page_size, segment)
+
+    def _take(self, size: int, segment: Segment) -> int:
+        address = self._regions[segment].take(size)
         if address is None:
             raise ExecutorError(f"JIT memory exhausted: {size} bytes of {segment.name.lower()} "
                                 f"requested from a {self.reservation_size >> 20} MiB reservation "
                                 "(remove unused sets or raise reservation_size)")
         return address
 
+    def _allocate_small(self, size: int, segment: Segment, alignment: int) -> int:
+        chunk = self._open_chunks.get(segment)
+        offset = 0
+        if chunk is not None:
+            offset = -(-chunk.used // alignment) * alignment
+        if chunk is None or offset + size > chunk.size:
+            if chunk is not None and not chunk.live:
+                self._release_chunk(chunk, segment)
+            chunk = self._open_chunks[segment] = _Chunk(self._take(self._chunk_size, segment),
+                                                        self._chunk_size)
+            offset = 0
+        chunk.used = offset + size
+        chunk.live += 1
+        address = chunk.start + offset
+        self._chunk_of[address] = chunk
+        return address
+
     def free(self, address: int, size: int, segment: Segment = Segment.CODE) -> None:
-        size = -(-size // self.page_size) * self.page_size
+        """Give back what :meth:`allocate` returned; pages nothing uses any more
+        are discarded (their memory returns to the system)."""
         with self._lock:
-            self._regions[segment].give_back(address, size)
+            chunk = self._chunk_of.pop(address, None)
+            if chunk is None:
+                size = -(-size // self.page_size) * self.page_size
+                self.executor.discard(address, size)
+                self._regions[segment].give_back(address, size)
+                return
+            chunk.live -= 1
+            if chunk.live:
+                return
+            if self._open_chunks.get(segment) is chunk:
+                # keep packing into it, from the start, on fresh pages
+                self.executor.discard(chunk.start, -(-chunk.used // self.page_size)
+                                      * self.page_size)
+                chunk.used = 0
+            else:
+                self._release_chunk(chunk, segment)
+
+    def _release_chunk(self, chunk: _Chunk, segment: Segment) -> None:
+        self.executor.discard(chunk.start, chunk.size)
+        self._regions[segment].give_back(chunk.start, chunk.size)
 
     def create_memory_manager(self) -> SetMemoryManager:
         return SetMemoryManager(self)
@@ -123,6 +194,8 @@ class MemoryPool:
             if self.base:
                 self.executor.release(self.base)
                 self.base = 0
+                self._open_chunks.clear()
+                self._chunk_of.clear()
 
 
 class SetMemoryManager:
@@ -134,8 +207,9 @@ class SetMemoryManager:
         self.segment_sizes: list[int] = [0, 0, 0]
         self._initialized_key: int | None = None
 
-    def allocate(self, segment_sizes: Sequence[int]) -> list[int]:
-        """Page-aligned room for each non-empty segment, in its protection's
+    def allocate(self, segment_sizes: Sequence[int],
+                 alignments: Sequence[int] = (DEFAULT_ALIGNMENT,) * 3) -> list[int]:
+        """Room for each non-empty segment, aligned as asked, in its protection's
         region; returns their target bases (0 for empty segments)."""
         if any(self.segment_bases):
             raise ExecutorError("memory manager already holds an allocation")
@@ -143,7 +217,8 @@ class SetMemoryManager:
             for segment in SEGMENTS:
                 size = self.segment_sizes[segment] = segment_sizes[segment]
                 if size:
-                    self.segment_bases[segment] = self.pool.allocate(size, segment)
+                    self.segment_bases[segment] = self.pool.allocate(size, segment,
+                                                                     alignments[segment])
         except BaseException:
             self._free_segments()
             raise
