@@ -11,7 +11,6 @@ over whole sections: no per-entry Python work beyond one tuple.
 from __future__ import annotations
 
 import struct
-import sys
 from dataclasses import dataclass, field
 
 from ..errors import InvalidObjectError
@@ -177,9 +176,9 @@ class _StringTable(dict):
         self._what = what
         table = data[self._start:self._end]
         if table.endswith(b"\0"):
-            intern, offset = sys.intern, 0
+            offset = 0
             for part in table[:-1].split(b"\0"):
-                self[offset] = intern(part.decode("utf-8", "surrogateescape"))
+                self[offset] = part.decode("utf-8", "surrogateescape")
                 offset += len(part) + 1
 
     def __missing__(self, offset: int) -> str:
@@ -191,7 +190,7 @@ class _StringTable(dict):
         end = self._data.find(b"\0", start, self._end)
         if end < 0:
             raise _bad(f"{self._what} name at {offset:#x} is not NUL-terminated")
-        name = self[offset] = sys.intern(self._data[start:end].decode("utf-8", "surrogateescape"))
+        name = self[offset] = self._data[start:end].decode("utf-8", "surrogateescape")
         return name
 
 
