@@ -16,7 +16,7 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import CompileError, ConfigurationError
-from ..frontends.ir import initialize_llvm, prepare_for_target, target_description
+from ..frontends.ir import dispose, initialize_llvm, prepare_for_target, target_description
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -63,7 +63,11 @@ class SimpleCompiler:
 
 
 class IRCompileLayer(ForwardingLayer):
-    """Compiles each module of a set and adds the objects as one set below."""
+    """Compiles each module of a set and adds the objects as one set below.
+
+    Modules are consumed: once compiled, those :func:`~orcjit.frontends.ir.parse_ir`
+    made are freed (others are left to their owner).
+    """
 
     def __init__(self, base: Layer, compiler: Callable[[Any], bytes]):
         super().__init__(base)
@@ -76,6 +80,7 @@ class IRCompileLayer(ForwardingLayer):
         for module in modules:
             start = time.perf_counter()
             objects.append(self.compiler(module))
-            self.codegen_seconds += time.perf_counter() - start
             names.append(module.name or "<module>")
+            dispose(module)     # compiled: the IR is done with (LLVM's work, timed with it)
+            self.codegen_seconds += time.perf_counter() - start
         return self.base.add_module_set(objects, memory_manager, resolver, names=names)  # type: ignore[call-arg]
