@@ -148,8 +148,8 @@ class ModuleText:
     def rename(self, text: str) -> str:
         if not self.renames:
             return text
-        renames = self.renames
-        return _GLOBAL_RE.sub(lambda m: renames.get(m.group(0), m.group(0)), text)
+        get = self.renames.get
+        return _GLOBAL_RE.sub(lambda m: get(m[0], m[0]), text)
 
     def stub_name(self, name: str) -> str:
         """The symbol name a function's stub is known by (without '@', unquoted)."""
@@ -168,8 +168,9 @@ class ModuleText:
         item = self.functions[name]
         body = _strip_debug(self.rename(item.text))
         header, rest = body.split("\n", 1) if "\n" in body else (body, "")
-        body_symbol = _suffixed(self.rename(name), self.body_suffix + tier)
-        header = _as_hidden_definition(header, self.rename(name), body_symbol)
+        renamed = self.renames.get(name, name)
+        body_symbol = _suffixed(renamed, self.body_suffix + tier)
+        header = _as_hidden_definition(header, renamed, body_symbol)
         body = header + "\n" + rest
         references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
         references.discard(body_symbol)
@@ -294,26 +295,30 @@ def _replace_linkage(line: str, linkage: str, replacement: str) -> str:
     return re.sub(rf"(?<=[ =])\b{linkage}\b", replacement, line, count=1)
 
 
+_PARENTHESIS_OR_QUOTE = re.compile(r'[()"]')
+
+
 def _argument_list_end(header: str, name_end: int) -> int:
     """Index just past the ')' closing the argument list that starts at ``name_end``."""
-    depth, i, n = 0, name_end, len(header)
-    while i < n:
-        c = header[i]
+    depth, i = 0, name_end
+    while (match := _PARENTHESIS_OR_QUOTE.search(header, i)) is not None:
+        c, i = match.group(), match.end()
         if c == '"':
-            i = header.index('"', i + 1)
+            i = header.index('"', i) + 1
         elif c == "(":
             depth += 1
-        elif c == ")":
+        else:
             depth -= 1
             if depth == 0:
-                return i + 1
-        i += 1
+                return i
     raise InvalidIRError(f"cannot partition: unbalanced argument list in {header[:80]!r}")
 
 
-def _split_header(header: str) -> tuple[str, str, str]:
-    """(prefix up to the name, name + arguments, suffix) of a define/declare line."""
-    name = _defined_name(header)
+def _split_header(header: str, name: str | None = None) -> tuple[str, str, str]:
+    """(prefix up to the name, name + arguments, suffix) of a define/declare line
+    (of function ``name``, if known)."""
+    if name is None:
+        name = _defined_name(header)
     start = header.index(name + "(")
     end = _argument_list_end(header, start + len(name))
     return header[:start], header[start:end], header[end:]
@@ -332,7 +337,7 @@ def _declaration(header: str) -> str:
 
 def _as_hidden_definition(header: str, name: str, body_name: str) -> str:
     """The function's header as an external hidden definition named ``body_name``."""
-    prefix, signature, suffix = _split_header(header)
+    prefix, signature, suffix = _split_header(header, name)
     # hidden implies dso_local, and must follow it: drop preemption and visibility
     words = [w for w in prefix.split()[1:] if w not in _LINKAGES
              and w not in ("hidden", "protected", "default", "dso_local", "dso_preemptable")]
