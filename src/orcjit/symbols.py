@@ -142,15 +142,29 @@ RUNTIME_LIBRARIES = ("libstdc++.so.6", "libgcc_s.so.1", "libm.so.6")
 
 
 class ProcessResolver:
-    """Symbols of the executor's process, then of the common runtime libraries."""
+    """Symbols of the executor's process, then of the common runtime libraries.
+
+    Addresses found are remembered (every lazily compiled function of a
+    program asks again for the same libc names); a name not found is asked
+    again next time, as a library loaded since may define it.
+    """
 
     def __init__(self, executor, runtime_libraries: Iterable[str] = RUNTIME_LIBRARIES) -> None:
         self._executor = executor
         self._process = executor.load_library(None)
         self._runtime_names = tuple(runtime_libraries)
         self._runtime: list[int] | None = None
+        self._found: dict[str, int] = {}
 
     def lookup(self, name: str) -> int | None:
+        address = self._found.get(name)
+        if address is None:
+            address = self._search(name)
+            if address is not None:
+                self._found[name] = address
+        return address
+
+    def _search(self, name: str) -> int | None:
         address = self._executor.lookup(self._process, name)
         if address:
             return address

@@ -77,6 +77,7 @@ class ModuleText:
     _declarations: dict[str, str] = field(default_factory=dict)   # renamed ref -> line
     _fixed_text: tuple[str, str] | None = None
     _named_closure: set[str] | None = None
+    _node_operands: dict[str, list[str]] = field(default_factory=dict)
 
     # -- cutting ------------------------------------------------------------
     @classmethod
@@ -247,14 +248,24 @@ class ModuleText:
         return self.named_metadata + [self.metadata[r] for r in sorted(seen, key=lambda r: int(r[1:]))]
 
     def _reach(self, text: str, seen: set[str]) -> set[str]:
+        """``seen`` plus every node reached from ``text``."""
         todo = [m.group(0) for m in _METADATA_REF.finditer(text)]
         while todo:
             ref = todo.pop()
             if ref in seen or ref not in self.metadata:
                 continue
             seen.add(ref)
-            todo.extend(m.group(0) for m in _METADATA_REF.finditer(self.metadata[ref]))
+            todo.extend(self._operands(ref))
         return seen
+
+    def _operands(self, ref: str) -> list[str]:
+        """The nodes node ``ref`` refers to (read once per module: partitions
+        share their TBAA, loop and type nodes)."""
+        operands = self._node_operands.get(ref)
+        if operands is None:
+            operands = self._node_operands[ref] = [
+                m.group(0) for m in _METADATA_REF.finditer(self.metadata[ref])]
+        return operands
 
 
 _ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})")
