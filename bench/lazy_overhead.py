@@ -27,10 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import orcjit  # noqa: E402
-from orcjit.frontends.ir import dispose, parse_ir  # noqa: E402
-from orcjit.layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer  # noqa: E402
-from orcjit.lazy import CompileCallbackManager  # noqa: E402
-from orcjit.stack import LayerStack  # noqa: E402
+from orcjit.frontends.ir import dispose, parse_ir
+from orcjit.layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
+from orcjit.lazy import CompileCallbackManager
+from orcjit.stack import LayerStack
 
 
 def module(n: int) -> str:
@@ -127,12 +127,12 @@ def main() -> None:
         "",
         f"{args.functions} small functions (plus a shared helper), each compiled on its first "
         f"call; median of {args.reps} runs; microseconds per compiled function.",
-        "LLVM = parse + optimise + codegen; ours = linking + everything else (partitioning, "
-        "stubs, callbacks, bookkeeping). Goal for ours: under 100 µs. \"all but codegen\" "
-        "adds LLVM's parse and IR pipeline to ours.",
+        ("LLVM = parse + optimise + codegen; ours = linking + everything else (partitioning, "
+         "stubs, callbacks, bookkeeping). Goal for ours: under 100 µs. \"all but codegen\" "
+         "adds LLVM's parse and IR pipeline to ours."),
         "",
-        "| -O | indirection | total µs | LLVM µs (codegen) | ours µs | of which link µs "
-        "| other µs | all but codegen µs |",
+        ("| -O | indirection | total µs | LLVM µs (codegen) | ours µs | of which link µs "
+         "| other µs | all but codegen µs |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for opt_level, indirection, m in rows:
@@ -141,9 +141,9 @@ def main() -> None:
                      f"| {m['other_us']:.0f} | {m['total_us'] - m['codegen_us']:.0f} |")
     lines += [
         "",
-        "The same work of ours with warm caches: the lazy stack without IR pipeline, "
-        "its objects replayed from a recorded run, so no code generation runs between "
-        "our steps (LLVM still parses each partition).",
+        ("The same work of ours with warm caches: the lazy stack without IR pipeline, "
+         "its objects replayed from a recorded run, so no code generation runs between "
+         "our steps (LLVM still parses each partition)."),
         "",
         "| indirection | ours µs, warm caches | of which link µs |",
         "| --- | --- | --- |",

@@ -16,7 +16,12 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import CompileError, ConfigurationError
-from ..frontends.ir import dispose, initialize_llvm, prepare_for_target, target_description
+from ..frontends.ir import (
+    dispose,
+    initialize_llvm,
+    prepare_for_target,
+    target_description,
+)
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 

@@ -269,8 +269,8 @@ def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTa
     if symtab.link == section_names_index and section_names is not None:
         strings = section_names
     else:
-        table = sections[symtab.link]
-        strings = _StringTable(data, table.offset, table.size, "symbol")
+        strtab = sections[symtab.link]
+        strings = _StringTable(data, strtab.offset, strtab.size, "symbol")
     xindex: tuple[int, ...] = ()
     for s in sections:
         if s.type == SHT_SYMTAB_SHNDX and s.link == symtab.index:

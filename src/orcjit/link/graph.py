@@ -184,7 +184,7 @@ def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: s
     symbol_blocks = graph.symbol_blocks
     for sym in graph.symbols:
         section = sym.section
-        block = section_blocks.get(section)
+        block = section_blocks.get(section) if section is not None else None
         symbol_blocks.append(block)
         if sym.type == elf.STT_TLS:
             raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "

@@ -236,8 +236,7 @@ class LinkedSet:
                 offset = -(-sizes[segment] // alignment) * alignment
                 block.segment_offset = offset
                 sizes[segment] = offset + block.size
-                if alignment > alignments[segment]:
-                    alignments[segment] = alignment
+                alignments[segment] = max(alignments[segment], alignment)
         self._segment_sizes = sizes
         bases = self.memory.allocate(sizes, [max(a, DEFAULT_ALIGNMENT) for a in alignments])
         for graph in self.graphs:

@@ -50,7 +50,7 @@ DEFAULT_ALIGNMENT = 64
 class _Chunk:
     """Pages that small segments are packed into, start to end."""
 
-    __slots__ = ("start", "size", "used", "live")
+    __slots__ = ("live", "size", "start", "used")
 
     def __init__(self, start: int, size: int):
         self.start, self.size = start, size
