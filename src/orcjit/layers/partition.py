@@ -24,8 +24,9 @@ from ..errors import InvalidIRError
 _GLOBAL = r'@(?:[-a-zA-Z$._][-a-zA-Z$._0-9]*|"(?:[^"\\]|\\.)*"|\d+)'
 _GLOBAL_RE = re.compile(_GLOBAL)
 _ALIAS_OF = re.compile(rf"= (?:[a-z_]+ )*alias [^,]+, ptr ({_GLOBAL})$")
-_METADATA_REF = re.compile(r"!(\d+)\b")
+_METADATA_REF = re.compile(r"!\d+\b")
 _DEBUG_ATTACHMENT = re.compile(r",? !dbg !\d+")
+_COMDAT_CLAUSE = re.compile(r"\s*comdat(?:\(\$[^)]*\))?")
 _LINKAGES = {"private", "internal", "available_externally", "linkonce", "weak", "common",
              "appending", "extern_weak", "linkonce_odr", "weak_odr", "external"}
 _LOCAL_LINKAGES = {"private", "internal"}
@@ -77,6 +78,7 @@ class ModuleText:
     _declarations: dict[str, str] = field(default_factory=dict)   # renamed ref -> line
     _fixed_text: tuple[str, str] | None = None
     _named_closure: set[str] | None = None
+    has_debug: bool = True             # whether anything needs _strip_debug (set by parse)
     _node_operands: dict[str, list[str]] = field(default_factory=dict)
 
     # -- cutting ------------------------------------------------------------
@@ -120,6 +122,7 @@ class ModuleText:
                 mod.name = line[len("; ModuleID = '"):-1]
             i += 1
         mod._separate_function_aliases()
+        mod.has_debug = _has_debug(text)
         return mod
 
     def _separate_function_aliases(self) -> None:
@@ -167,15 +170,27 @@ class ModuleText:
     def function_partition(self, name: str, tier: str = "") -> str:
         """IR text of a module that defines only ``name``'s body (see body_name)."""
         item = self.functions[name]
-        body = _strip_debug(self.rename(item.text))
-        header, rest = body.split("\n", 1) if "\n" in body else (body, "")
+        text = _strip_debug(item.text) if self.has_debug else item.text
+        header, rest = text.split("\n", 1) if "\n" in text else (text, "")
         renamed = self.renames.get(name, name)
+        references: set[str] = set()
+        header = self._renamed(header, references)
+        references.discard(renamed)          # the header names the function itself
+        rest = self._renamed(rest, references)
         body_symbol = _suffixed(renamed, self.body_suffix + tier)
         header = _as_hidden_definition(header, renamed, body_symbol)
-        body = header + "\n" + rest
-        references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
-        references.discard(body_symbol)
-        return self._assemble(body, references, extra_comdats=())
+        return self._assemble(header + "\n" + rest, references, extra_comdats=())
+
+    def _renamed(self, text: str, found: set[str]) -> str:
+        """``text`` renamed, the global names it uses (renamed) added to ``found``:
+        one scan of a function's text, however long, does both."""
+        get, add = self.renames.get, found.add
+
+        def rename(match: re.Match[str]) -> str:
+            name = get(match[0], match[0])
+            add(name)
+            return name
+        return _GLOBAL_RE.sub(rename, text)
 
     def defined_globals(self) -> set[str]:
         """Global variables (and aliases) this module defines, as renamed."""
@@ -202,7 +217,7 @@ class ModuleText:
             if re.search(r"comdat(?!\()", line):
                 comdats.append("$" + _bare(item.name))
         body = "\n".join(lines)
-        references = {m.group(0) for m in _GLOBAL_RE.finditer(body)}
+        references = set(_GLOBAL_RE.findall(body))
         references -= {self.rename(name) for name in self.globals}
         return self._assemble(body, references, extra_comdats=comdats)
 
@@ -215,9 +230,12 @@ class ModuleText:
                 declaration = self._declarations[ref] = self._declare(ref)
             if declaration:
                 out.append(declaration)
+        # numbered metadata is used by the body (and rarely a declaration)
+        users = [line for line in out[1:] if "!" in line]
+        users.append(body)
         out.append(body)
         out.append(self._fixed()[1])
-        out += self._metadata_closure("\n".join(out[1:]))
+        out += self._metadata_closure(users)
         return "\n".join(out) + "\n"
 
     def _fixed(self) -> tuple[str, str]:
@@ -240,16 +258,19 @@ class ModuleText:
             return f"{ref} = external global i8"
         return self.declarations.get(original, "")
 
-    def _metadata_closure(self, text: str) -> list[str]:
-        """Named metadata and every numbered node reached from it or from ``text``."""
+    def _metadata_closure(self, texts: list[str]) -> list[str]:
+        """Named metadata and every numbered node reached from it or from ``texts``."""
         if self._named_closure is None:
             self._named_closure = self._reach("\n".join(self.named_metadata), set())
-        seen = self._reach(text, set(self._named_closure)) if "!" in text else self._named_closure
+        seen = set(self._named_closure)
+        for text in texts:
+            if "!" in text:
+                self._reach(text, seen)
         return self.named_metadata + [self.metadata[r] for r in sorted(seen, key=lambda r: int(r[1:]))]
 
     def _reach(self, text: str, seen: set[str]) -> set[str]:
         """``seen`` plus every node reached from ``text``."""
-        todo = [m.group(0) for m in _METADATA_REF.finditer(text)]
+        todo = list(set(_METADATA_REF.findall(text)))
         while todo:
             ref = todo.pop()
             if ref in seen or ref not in self.metadata:
@@ -263,8 +284,7 @@ class ModuleText:
         share their TBAA, loop and type nodes)."""
         operands = self._node_operands.get(ref)
         if operands is None:
-            operands = self._node_operands[ref] = [
-                m.group(0) for m in _METADATA_REF.finditer(self.metadata[ref])]
+            operands = self._node_operands[ref] = _METADATA_REF.findall(self.metadata[ref])
         return operands
 
 
@@ -353,12 +373,16 @@ def _as_hidden_definition(header: str, name: str, body_name: str) -> str:
     words = [w for w in prefix.split()[1:] if w not in _LINKAGES
              and w not in ("hidden", "protected", "default", "dso_local", "dso_preemptable")]
     signature = body_name + signature[len(name):]
-    suffix = re.sub(r"\s*comdat(?:\(\$[^)]*\))?", "", suffix)
+    suffix = _COMDAT_CLAUSE.sub("", suffix)
     return " ".join(["define", "hidden", *words, signature]) + suffix
 
 
+def _has_debug(text: str) -> bool:
+    return "!dbg" in text or "#dbg_" in text or "llvm.dbg." in text
+
+
 def _strip_debug(text: str) -> str:
-    if "!dbg" not in text and "#dbg_" not in text and "llvm.dbg." not in text:
+    if not _has_debug(text):
         return text
     kept = [line for line in text.split("\n")
             if not line.lstrip().startswith("#dbg_") and "@llvm.dbg." not in line]
