@@ -91,8 +91,10 @@ class ModuleText:
             line = lines[i]
             if line.startswith("define "):
                 start = i
-                while i < n and lines[i] != "}":
-                    i += 1
+                try:
+                    i = lines.index("}", i)          # a function's closing line
+                except ValueError:
+                    i = n
                 item_text = "\n".join(lines[start:i + 1])
                 name = _defined_name(line)
                 mod.functions[name] = FunctionItem(name, line, item_text, _linkage_of(line, "define"))
