@@ -130,9 +130,28 @@ def test_segment_alignment_is_honoured():
     try:
         pool.allocate(3, Segment.RODATA)
         assert pool.allocate(16, Segment.RODATA, alignment=1024) % 1024 == 0
-        assert pool.allocate(16, Segment.RODATA, alignment=2 * pool.page_size) % pool.page_size == 0
+        big = 4 * pool.page_size
+        for alignment in (2 * pool.page_size, 16 * pool.page_size):
+            address = pool.allocate(16, Segment.RODATA, alignment=alignment)
+            assert address % alignment == 0
+            pool.free(address, 16, Segment.RODATA)
+            address = pool.allocate(big + 1, Segment.DATA, alignment=alignment)
+            assert address % alignment == 0
+            pool.free(address, big + 1, Segment.DATA)
+        # what over-aligned allocations took came back: the region is whole again
+        assert pool.allocate(big, Segment.DATA) % pool.page_size == 0
     finally:
         pool.close()
+
+
+def test_over_aligned_section_is_linked_aligned():
+    """A section aligned beyond a page (``__attribute__((aligned(8192)))``) keeps its alignment."""
+    with orcjit.JIT() as jit:
+        jit.add_ir("@big = global [16 x i8] zeroinitializer, align 8192\n"
+                   "@small = global i8 1, align 1\n"
+                   "define ptr @where() {\n  ret ptr @big\n}")
+        assert jit.address("big") % 8192 == 0
+        assert jit.lookup("where", "void*()")() == jit.address("big")
 
 
 def test_lazily_compiled_functions_share_code_pages():

@@ -104,6 +104,7 @@ class MemoryPool:
         self._chunk_size = CHUNK_PAGES * self.page_size
         self._open_chunks: dict[Segment, _Chunk] = {}     # where the next small segment goes
         self._chunk_of: dict[int, _Chunk] = {}            # small segment address -> its chunk
+        self._over_aligned: dict[int, tuple[int, int]] = {}   # address -> (pages taken, size)
         self._lock = threading.Lock()
 
     @property
@@ -134,7 +135,15 @@ class MemoryPool:
             self._ensure_reserved()
             if size <= self._chunk_size // 4 and alignment <= self.page_size:
                 return self._allocate_small(size, segment, alignment)
-            return self._take(-(-size // self.page_size) * self.page_size, segment)
+            pages = -(-size // self.page_size) * self.page_size
+            if alignment <= self.page_size:
+                return self._take(pages, segment)
+            # over-aligned (a section asking for more than a page): take extra, align within
+            span = pages + alignment - self.page_size
+            start = self._take(span, segment)
+            address = -(-start // alignment) * alignment
+            self._over_aligned[address] = (start, span)
+            return address
 
     def _take(self, size: int, segment: Segment) -> int:
         address = self._regions[segment].take(size)
@@ -167,7 +176,8 @@ class MemoryPool:
         with self._lock:
             chunk = self._chunk_of.pop(address, None)
             if chunk is None:
-                size = -(-size // self.page_size) * self.page_size
+                address, size = self._over_aligned.pop(
+                    address, (address, -(-size // self.page_size) * self.page_size))
                 self.executor.discard(address, size)
                 self._regions[segment].give_back(address, size)
                 return
@@ -196,6 +206,7 @@ class MemoryPool:
                 self.base = 0
                 self._open_chunks.clear()
                 self._chunk_of.clear()
+                self._over_aligned.clear()
 
 
 class SetMemoryManager:
