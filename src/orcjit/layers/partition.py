@@ -74,12 +74,12 @@ class ModuleText:
     name: str = ""                     # the module identifier
     _originals: dict[str, str] = field(default_factory=dict)  # renamed -> printed name
     body_suffix: str = BODY_SUFFIX     # differs per replacement generation
+    has_debug: bool = True             # whether anything needs _strip_debug (set by parse)
     # built on first use, then shared by every partition of the module
     _declarations: dict[str, str] = field(default_factory=dict)   # renamed ref -> line
     _fixed_text: tuple[str, str] | None = None
     _named_closure: set[str] | None = None
-    has_debug: bool = True             # whether anything needs _strip_debug (set by parse)
-    _node_operands: dict[str, list[str]] = field(default_factory=dict)
+    _node_operands: dict[str, list[str]] = field(default_factory=dict)   # node -> operands
 
     # -- cutting ------------------------------------------------------------
     @classmethod

@@ -104,7 +104,7 @@ class MemoryPool:
         self._chunk_size = CHUNK_PAGES * self.page_size
         self._open_chunks: dict[Segment, _Chunk] = {}     # where the next small segment goes
         self._chunk_of: dict[int, _Chunk] = {}            # small segment address -> its chunk
-        self._over_aligned: dict[int, tuple[int, int]] = {}   # address -> (pages taken, size)
+        self._over_aligned: dict[int, tuple[int, int]] = {}   # address -> (start, size) taken
         self._lock = threading.Lock()
 
     @property
@@ -154,6 +154,7 @@ class MemoryPool:
         return address
 
     def _allocate_small(self, size: int, segment: Segment, alignment: int) -> int:
+        """Pack the segment after the last one in the open chunk (a new chunk if full)."""
         chunk = self._open_chunks.get(segment)
         offset = 0
         if chunk is not None:
