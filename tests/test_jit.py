@@ -10,6 +10,8 @@ import llvmlite.ir as ir
 import pytest
 
 import orcjit
+from orcjit.executor.in_process import InProcessExecutor
+from orcjit.symbols import ProcessResolver
 
 ADD = "define i32 @add(i32 %a, i32 %b) {\n  %s = add i32 %a, %b\n  ret i32 %s\n}\n"
 
@@ -230,3 +232,24 @@ def test_modules_that_call_each_other_are_added_together(jit):
     assert jit.lookup("a", "int(int)")(5) == 10
     jit.remove(handle)
     assert jit.address("a") == 0
+
+
+class CountingExecutor(InProcessExecutor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[str] = []
+
+    def lookup(self, handle: int, name: str) -> int:
+        self.lookups.append(name)
+        return super().lookup(handle, name)
+
+
+def test_process_symbols_found_are_remembered_and_missing_ones_asked_again():
+    executor = CountingExecutor()
+    resolver = ProcessResolver(executor, runtime_libraries=())
+    strlen = resolver.lookup("strlen")
+    assert strlen and resolver.lookup("strlen") == strlen
+    assert executor.lookups.count("strlen") == 1
+    assert resolver.lookup("no_such_symbol_anywhere") is None
+    assert resolver.lookup("no_such_symbol_anywhere") is None
+    assert executor.lookups.count("no_such_symbol_anywhere") == 2

@@ -10,6 +10,8 @@ import threading
 import pytest
 
 import orcjit
+from orcjit.frontends.ir import dispose, parse_ir
+from orcjit.layers.partition import ModuleText
 
 CHAIN = """
 @counter = internal global i32 0
@@ -65,6 +67,66 @@ def test_function_pointer_equality(lazy):
     assert table[0] == address and table[1] == lazy.address("second")
     assert ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(table[1])(1) == 3
     assert lazy.address("first") == address                 # unchanged once compiled
+
+
+WITH_DEBUG_INFO_AND_TBAA = """
+define internal i32 @twice(i32 %x) !dbg !9 {
+    #dbg_value(i32 %x, !14, !DIExpression(), !13)
+  %r = mul i32 %x, 2, !dbg !13
+  ret i32 %r, !dbg !13
+}
+define i32 @load_twice(ptr %p) !dbg !15 {
+  %v = load i32, ptr %p, align 4, !tbaa !20, !dbg !16
+  %r = call i32 @twice(i32 %v), !dbg !16
+  ret i32 %r, !dbg !16
+}
+!llvm.module.flags = !{!1, !2}
+!llvm.dbg.cu = !{!5}
+!1 = !{i32 7, !"Dwarf Version", i32 4}
+!2 = !{i32 2, !"Debug Info Version", i32 3}
+!5 = distinct !DICompileUnit(language: DW_LANG_C99, file: !6, producer: "test", isOptimized: false, runtimeVersion: 0, emissionKind: FullDebug)
+!6 = !DIFile(filename: "twice.c", directory: "/src")
+!9 = distinct !DISubprogram(name: "twice", scope: !6, file: !6, line: 1, type: !10, scopeLine: 1, spFlags: DISPFlagDefinition, unit: !5, retainedNodes: !17)
+!10 = !DISubroutineType(types: !11)
+!11 = !{!12, !12}
+!12 = !DIBasicType(name: "int", size: 32, encoding: DW_ATE_signed)
+!13 = !DILocation(line: 1, column: 1, scope: !9)
+!14 = !DILocalVariable(name: "x", arg: 1, scope: !9, file: !6, line: 1, type: !12)
+!15 = distinct !DISubprogram(name: "load_twice", scope: !6, file: !6, line: 2, type: !10, scopeLine: 2, spFlags: DISPFlagDefinition, unit: !5)
+!16 = !DILocation(line: 2, column: 1, scope: !15)
+!17 = !{!14}
+!20 = !{!21, !21, i64 0}
+!21 = !{!"int", !22, i64 0}
+!22 = !{!"omnipotent char", !23, i64 0}
+!23 = !{!"Simple C/C++ TBAA"}
+"""
+
+
+def test_modules_with_debug_info_and_tbaa_partition(lazy):
+    """Partitions drop debug info (it would drag in the compile unit) and keep
+    the metadata their code uses (TBAA nodes and what those reach)."""
+    lazy.add_ir(WITH_DEBUG_INFO_AND_TBAA)
+    value = ctypes.c_int32(21)
+    assert lazy.lookup("load_twice", "int(void*)")(ctypes.addressof(value)) == 42
+    assert lazy.stats()["functions_compiled"] == 2
+
+
+def test_partition_text_keeps_the_metadata_it_uses_and_no_debug_info():
+    module = parse_ir(WITH_DEBUG_INFO_AND_TBAA)
+    text = str(module)
+    dispose(module)
+    cut = ModuleText.parse(text)
+    cut.promote_locals(".orc1")
+    partition = cut.function_partition("@load_twice")
+    assert "!dbg" not in partition and "#dbg_" not in partition
+    assert "DICompileUnit" not in partition
+    assert "!tbaa" in partition and '!"Simple C/C++ TBAA"' in partition
+    assert "declare i32 @twice.orc1(i32" in partition      # the promoted callee
+    dispose(parse_ir(partition))                             # and it is valid IR
+    chain = parse_ir(CHAIN)
+    plain = ModuleText.parse(str(chain))
+    dispose(chain)
+    assert not plain.has_debug and cut.has_debug
 
 
 def test_internal_symbols_of_two_modules_do_not_clash(lazy):
