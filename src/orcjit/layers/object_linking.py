@@ -82,8 +82,8 @@ class ObjectLinkingLayer(Layer):
 
             graphs = [build_graph(obj, self.arch, names[i] if names else f"<object {i}>",
                                   keep_comdat) for i, obj in enumerate(parsed)]
-            functions = sum(1 for obj in parsed for sym in obj.symbols
-                            if sym.type == STT_FUNC and sym.shndx != SHN_UNDEF)
+            functions = sum(sym.type == STT_FUNC and sym.shndx != SHN_UNDEF
+                            for obj in parsed for sym in obj.symbols)
             linked = LinkedSet(graphs, memory_manager or self.memory_pool.create_memory_manager(),
                                resolver or self.resolver)
             # a resolver may say which JITDylib (symbol namespace) the set joins
@@ -108,8 +108,13 @@ class ObjectLinkingLayer(Layer):
         return self.add_object_set(modules, memory_manager, resolver, names=names)
 
     def _check_duplicates(self, linked: LinkedSet) -> None:
-        clashes = [name for name, d in linked.definitions.items() if d.strength == STRONG
-                   and any(c.strength == STRONG for c in self._candidates.get(name, ()))]
+        clashes = []
+        for name, definition in linked.definitions.items():
+            if definition.strength == STRONG:
+                for candidate in self._candidates.get(name, ()):
+                    if candidate.strength == STRONG:
+                        clashes.append(name)
+                        break
         if clashes:
             raise DuplicateDefinitionError(clashes)
 
@@ -212,9 +217,10 @@ class ObjectLinkingLayer(Layer):
             self.relocations_applied += linked.relocation_count
             for name, slot in linked.rebindable_slots:
                 self._rebindable.setdefault(name, []).append((linked, slot))
-        for linked in closure:
-            for name in linked.definitions.keys() & self._rebindable.keys():
-                self._rebind(name)
+        if self._rebindable:
+            for linked in closure:
+                for name in linked.definitions.keys() & self._rebindable.keys():
+                    self._rebind(name)
         for linked in closure:
             for image in linked.debug_objects():
                 linked.debug_registrations.append(self.platform.debugger.register(image))
@@ -243,7 +249,13 @@ class ObjectLinkingLayer(Layer):
             resolver = linked.resolver
             weak = linked.weak_references()
             table: dict[str, Binding] = {}
-            for name in linked.referenced_names():
+            names = linked.referenced_names()
+            # a set of another's DSO (a lazy partition) files atexit registrations there
+            shared_dso = getattr(resolver, "dso_handle", 0)
+            if shared_dso and linked.references_dso_handle:
+                names.discard("__dso_handle")       # (it may have one of its own, unused)
+                table["__dso_handle"] = shared_dso
+            for name in names:
                 definition = self._winner(name, linked.dylib)
                 if definition is None and any(generate(name)
                                               for generate in self.definition_generators):
@@ -265,9 +277,6 @@ class ObjectLinkingLayer(Layer):
                         missing.add(name)
                     address = 0
                 table[name] = address
-            shared_dso = getattr(resolver, "dso_handle", 0)
-            if shared_dso and linked.references_dso_handle:
-                table["__dso_handle"] = shared_dso
             bindings[id(linked)] = table
         if missing:
             raise UnresolvedSymbolsError(missing)
