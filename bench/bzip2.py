@@ -335,26 +335,31 @@ def tiered_counts(e: Engine, rec: Record) -> str:
             f"(waited {waits.median:.2f} s)")
 
 
+def ours(stats: dict) -> float:
+    """orcjit's own Python time in a stats() snapshot: linking and everything
+    that is not LLVM's (parse, IR pipeline, codegen)."""
+    return stats["link_seconds"] + stats["overhead_seconds"]
+
+
 def lazy_overhead_us(reports: list[dict]) -> float:
-    """orcjit's own overhead per function compiled on first call, in µs:
-    the growth of stats()['overhead_seconds'] during the runs divided by the
-    functions compiled during the runs (median over repetitions).  The time
-    spent in add_ir (printing and cutting the modules) is excluded.  With
-    tiering, a background recompilation counts as a compilation too."""
+    """orcjit's own time per function compiled on first call, in µs: the
+    growth of ours() during the runs divided by the functions compiled during
+    the runs (median over repetitions).  The time spent in add_ir (printing
+    and cutting the modules) is excluded.  With tiering, a background
+    recompilation counts as a compilation too."""
     per_function = []
     for r in reports:
         end, start = r["runs"][-1]["stats"], r["after_add"]
         n = (end["functions_compiled"] + end.get("functions_optimized", 0)
              - start["functions_compiled"] - start.get("functions_optimized", 0))
         if n:
-            per_function.append((end["overhead_seconds"] - start["overhead_seconds"]) / n)
+            per_function.append((ours(end) - ours(start)) / n)
     return C.Samples(per_function).median * 1e6 if per_function else float("nan")
 
 
 def whole_overhead_us(reports: list[dict]) -> float:
-    """stats()['overhead_seconds'] / functions_compiled at the end (median), µs,
-    add_ir included: the number the goal is literally stated for."""
-    values = [r["runs"][-1]["stats"]["overhead_seconds"]
+    """ours() / functions_compiled at the end (median), µs, add_ir included."""
+    values = [ours(r["runs"][-1]["stats"])
               / max(1, r["runs"][-1]["stats"]["functions_compiled"]
                     + r["runs"][-1]["stats"].get("functions_optimized", 0)) for r in reports]
     return C.Samples(values).median * 1e6
@@ -416,8 +421,8 @@ def orcjit_table(engines, records, setup) -> str:
                              "tiered: optimised in background, 1 KiB / large",
                              "stats() split, 1 KiB child, ms",
                              "stats() split, large-input child, ms",
-                             "overhead per lazily compiled fn, µs",
-                             "overhead_seconds / functions_compiled, µs"], rows)
+                             "ours (link + overhead) per lazily compiled fn, µs",
+                             "ours / functions_compiled, µs"], rows)
 
 
 def matrix_table(engines, records, setup) -> str:
@@ -434,7 +439,7 @@ def matrix_table(engines, records, setup) -> str:
     return C.markdown_table(["bitcode", "opt_level", "first output median s",
                              "vs lli orc-lazy (same bitcode)", "compiled (1 KiB)",
                              "run time after compilation s", "vs native",
-                             "overhead per lazily compiled fn, µs"], rows)
+                             "ours (link + overhead) per lazily compiled fn, µs"], rows)
 
 
 def goals(engines, records, matrix) -> list[str]:
@@ -486,7 +491,8 @@ def goals(engines, records, matrix) -> list[str]:
     for e in lazy:
         us = lazy_overhead_us(records[e.key].warm_reports)
         whole = whole_overhead_us(records[e.key].warm_reports)
-        lines.append(f"- Python overhead per lazily compiled function < 100 µs ({e.label}, "
+        lines.append(f"- Python overhead (link + overhead) per lazily compiled function "
+                     f"< 100 µs ({e.label}, "
                      f"{e.flavour} bitcode): "
                      f"{us:.0f} µs during the runs, {whole:.0f} µs counting add_ir's share: "
                      f"**{'met' if max(us, whole) < 100 else 'not met'}**")
@@ -587,10 +593,11 @@ def render(args, setup, engines, matrix, records, floor, check, elapsed) -> str:
         + full_table(engines, records),
         "## orcjit: functions compiled and where the JIT time went\n\n"
         "`stats()` at the end of the 1 KiB first-output child and of the large-input warm "
-        "child (compress x2, decompress x2), median over repetitions. Overhead per lazily "
-        "compiled function = growth of `overhead_seconds` while bzip2 ran / functions "
-        "compiled meanwhile (add_ir excluded); "
-        "last column = `overhead_seconds / functions_compiled` with add_ir's share "
+        "child (compress x2, decompress x2), median over repetitions. Ours per lazily "
+        "compiled function = growth of `link_seconds + overhead_seconds` (orcjit's own "
+        "Python: everything but LLVM's parse, IR pipeline and codegen) while bzip2 ran / "
+        "functions compiled meanwhile (add_ir excluded); "
+        "last column = the same sum / `functions_compiled` with add_ir's share "
         "(printing and cutting the modules) included. Tiered rows: functions compiled = "
         "first-tier (-O0) compilations; every phase and the total include the background "
         "tier's work (see notes).\n\n"
