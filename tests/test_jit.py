@@ -11,6 +11,7 @@ import pytest
 
 import orcjit
 from orcjit.executor.in_process import InProcessExecutor
+from orcjit.frontends.ir import dispose, parse_ir, prepare_for_target
 from orcjit.symbols import ProcessResolver
 
 ADD = "define i32 @add(i32 %a, i32 %b) {\n  %s = add i32 %a, %b\n  ret i32 %s\n}\n"
@@ -253,3 +254,13 @@ def test_process_symbols_found_are_remembered_and_missing_ones_asked_again():
     assert resolver.lookup("no_such_symbol_anywhere") is None
     assert resolver.lookup("no_such_symbol_anywhere") is None
     assert executor.lookups.count("no_such_symbol_anywhere") == 2
+
+
+def test_empty_target_lines_are_filled_in():
+    """Modules whose text names their target skip asking LLVM; empty names do not count."""
+    module = parse_ir('target datalayout = ""\ntarget triple = ""\n'
+                      "define i32 @f() {\n  ret i32 1\n}")
+    layout = "e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-i128:128-f80:128-n8:16:32:64-S128"
+    prepare_for_target(module, "x86_64-unknown-linux-gnu", layout)
+    assert module.triple == "x86_64-unknown-linux-gnu" and module.data_layout == layout
+    dispose(module)

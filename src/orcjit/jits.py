@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigurationError, JITError
 from .executor.base import Executor
-from .frontends.ir import IRSource, dispose, parse_ir
+from .frontends.ir import IRSource, dispose, parse_ir, prepare_for_target
 from .layers.base import Handle, Layer
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
@@ -105,6 +105,9 @@ class JIT(LayerStack):
         try:
             for item in sources:
                 modules.append(parse_ir(item, name))
+                if self.lazy is not None:
+                    # printed with its target lines, so every partition has them
+                    prepare_for_target(modules[-1], *self.target)
             self._parse_seconds += time.perf_counter() - start
             resolver = InDylib(self.linker.resolver, dylib) if dylib else None
             handle = self.top.add_module_set(modules, None, resolver)

@@ -141,8 +141,8 @@ class LinkedSet:
         Sets that belong to another's DSO (the partitions of one lazily
         compiled module) get its address from their resolver instead.
         """
-        if ("__dso_handle" in self.definitions or not self.graphs
-                or getattr(self.resolver, "dso_handle", 0)):
+        shared: int = getattr(self.resolver, "dso_handle", 0)
+        if shared or "__dso_handle" in self.definitions or not self.graphs:
             return
         graph = self.graphs[0]
         block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
