@@ -327,6 +327,22 @@ def test_tiered_compilation_swaps_in_optimised_bodies():
         assert jit.release_replaced(jit.lazy.handles()[0]) == jit.stats()["functions_optimized"]
 
 
+def test_patchpoints_forget_the_call_sites_of_freed_bodies():
+    """Once a replaced body is freed, no later patch may write into its code."""
+    with orcjit.JIT(lazy=True, tiered=True, indirection="patchpoint") as jit:
+        jit.lazy.optimizer.delay = 0.0
+        handle = jit.add_ir(CHAIN)
+        assert jit.lookup("second", "int(int)")(20) == 41
+        assert jit.wait_for_optimizations(timeout=10)
+        assert jit.release_replaced(handle) > 0
+        patcher, live = jit.lazy.patcher, set(jit.linker.handles())
+        assert patcher.partitions <= live
+        assert all(site_handle in live
+                   for sites in patcher.sites.values() for site_handle, _site in sites)
+        assert jit.lookup("calls_so_far", "int()")() == 1      # compiling more still patches
+        assert jit.lookup("second", "int(int)")(20) == 41
+
+
 def test_closing_a_tiered_jit_with_work_queued():
     jit = orcjit.JIT(lazy=True, tiered=True)
     jit.add_ir(many_functions(50))

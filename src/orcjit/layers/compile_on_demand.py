@@ -260,15 +260,19 @@ class CompileOnDemandLayer(Layer):
         for function in retired:
             self._drop(function)
         for old in handles:
-            self.base.remove_module_set(old)
+            self._remove_partition(old)
         return len(retired) + len(handles)
+
+    def _remove_partition(self, handle: Handle) -> None:
+        """Remove a compiled partition; the patcher stops writing into its code first."""
+        if self.patcher:
+            self.patcher.forget(handle)
+        self.base.remove_module_set(handle)
 
     def _drop(self, function: _LazyFunction) -> None:
         with function.lock:
             if function.handle is not None:
-                if self.patcher:
-                    self.patcher.forget(function.handle)
-                self.base.remove_module_set(function.handle)
+                self._remove_partition(function.handle)
             if function.trampoline:
                 self.callbacks.release(function.trampoline)
             function.handle, function.body, function.trampoline = None, 0, 0
@@ -305,10 +309,7 @@ class CompileOnDemandLayer(Layer):
             handle, body = self._build_body(function, self.base, tier="")
             function.handle, function.body = handle, body
             with self._lock:
-                if self._winner(function.stub_name) is function:
-                    self.stubs.update_pointer(function.stub_name, body)
-                    if self.patcher:
-                        self.patcher.retarget(function.stub_name)
+                self._point_stub(function.stub_name)
             self.functions_compiled += 1
             self.last_compile = time.monotonic()
             self.compile_seconds += time.perf_counter() - start
@@ -354,7 +355,7 @@ class CompileOnDemandLayer(Layer):
                 self.base.remove_module_set(globals_handle)
             lazy.removed = True
             for old in lazy.retired_handles:
-                self.base.remove_module_set(old)
+                self._remove_partition(old)
             for alias in lazy.aliases:
                 self.aliases.pop(alias, None)
             for function in lazy.retired:
@@ -386,14 +387,12 @@ class CompileOnDemandLayer(Layer):
             handle, body = self._build_body(function, base, tier=".t2")
             with function.lock, self._lock:
                 if function.owner.removed or self._winner(function.stub_name) is not function:
-                    base.remove_module_set(handle)
+                    self._remove_partition(handle)
                     return False
                 if function.handle is not None:
                     function.owner.retired_handles.append(function.handle)
                 function.handle, function.body = handle, body
-                self.stubs.update_pointer(function.stub_name, body)
-                if self.patcher:
-                    self.patcher.retarget(function.stub_name)
+                self._point_stub(function.stub_name)
             return True
         finally:
             self.compile_seconds += time.perf_counter() - start
@@ -422,7 +421,7 @@ class CompileOnDemandLayer(Layer):
             if not body:
                 raise JITError(f"compiled partition of {function.stub_name} has no body")
         except BaseException:
-            base.remove_module_set(handle)
+            self._remove_partition(handle)
             raise
         return handle, body
 
