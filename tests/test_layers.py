@@ -142,3 +142,9 @@ def test_jit_memory_is_never_writable_and_executable():
                     assert not ("w" in mode and "x" in mode), line
         assert any("x" in p for p in perms) and any("w" in p for p in perms)
         assert ctypes.c_int.from_address(jit.address("d")).value == 1
+
+
+def test_object_names_must_match_the_objects():
+    with orcjit.JIT() as jit:
+        with pytest.raises(orcjit.ConfigurationError, match="2 names given for 1 objects"):
+            jit.linker.add_object_set([b"\x7fELF"], names=["a", "b"])

@@ -354,6 +354,17 @@ def test_closing_a_tiered_jit_with_work_queued():
 def test_tiered_needs_lazy():
     with pytest.raises(ValueError, match="lazy"):
         orcjit.JIT(tiered=True)
+    with pytest.raises(orcjit.ConfigurationError, match="lazy=True"):
+        orcjit.JIT(lazy="module", tiered=True)        # whole modules have no stubs to swap
+
+
+def test_partitions_of_replacements_carry_the_target_too(lazy):
+    triples = []
+    lazy.lazy.on_partition = lambda module, names: triples.append(module.triple)
+    handle = lazy.add_ir(VERSION.format(delta=1))
+    assert lazy.lookup("call_compute", "int64_t(int64_t)")(10) == 11
+    lazy.replace(handle, VERSION.format(delta=100))
+    assert triples and all(triples)
 
 
 def test_removing_a_set_while_its_functions_wait_for_the_second_tier(capfd):

@@ -92,3 +92,36 @@ def test_global_mapping_and_missing_function(engine):
     assert engine.run_function("where", "void*()") == 0x1234
     with pytest.raises(orcjit.JITError, match="not defined"):
         engine.run_function("missing", "int()")
+
+
+def test_archive_with_a_negative_member_size_is_refused():
+    good = ar({"m.o": obj("define i32 @m() {\n  ret i32 1\n}\n")})
+    bad = good[:8] + good[8:8 + 48] + b"-60       " + good[8 + 58:]
+    with pytest.raises(orcjit.InvalidObjectError, match="bad member size"):
+        Archive(bad)
+
+
+def test_objects_and_archives_by_path_and_clear_errors(tmp_path):
+    path = tmp_path / "m.o"
+    path.write_bytes(obj("define i32 @by_path() {\n  ret i32 3\n}\n"))
+    with orcjit.JIT() as jit:
+        jit.add_object(path)
+        assert jit.lookup("by_path", "int()")() == 3
+        with pytest.raises(orcjit.JITError, match="cannot read"):
+            jit.add_archive(tmp_path / "missing.a")
+        with pytest.raises(orcjit.JITError, match="or a path, not int"):
+            jit.add_object(42)  # type: ignore[arg-type]
+
+
+def test_object_cache_that_cannot_be_written_says_so(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with orcjit.MCJITReplacement() as engine:
+        engine.set_object_cache(DirectoryObjectCache(blocker))
+        with pytest.raises(orcjit.JITError, match="object cache"):
+            engine.add_module("define i32 @f() {\n  ret i32 1\n}\n", module_id="file:/f.ll")
+
+
+def test_unknown_triple_is_a_configuration_error():
+    with pytest.raises(orcjit.ConfigurationError, match="unknown target triple"):
+        orcjit.JIT(triple="bogus-none-nothing")

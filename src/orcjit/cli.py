@@ -222,10 +222,9 @@ def _engine(inv: Invocation) -> Any:
     lazy: bool | str = False
     if o["jit-kind"] == "orc-lazy":
         lazy = "module" if o["per-module-lazy"] else True
-    if o["tiered"] and not lazy:
-        raise UsageError("-tiered needs -jit-kind=orc-lazy")
-    return JIT(lazy=lazy, indirection=o["indirection"], tiered=bool(o["tiered"]) and lazy is True,
-               **common)
+    if o["tiered"] and lazy is not True:
+        raise UsageError("-tiered needs -jit-kind=orc-lazy (without -per-module-lazy)")
+    return JIT(lazy=lazy, indirection=o["indirection"], tiered=bool(o["tiered"]), **common)
 
 
 def _code_model(name: str) -> str:

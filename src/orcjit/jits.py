@@ -26,7 +26,7 @@ from .layers.transform import IRTransformLayer, optimization_pipeline
 from .lazy import CompileCallbackManager
 from .link.archive import Archive, ArchiveMembers
 from .signatures import to_prototype
-from .stack import LayerStack
+from .stack import BinaryInput, LayerStack, read_binary
 from .symbols import InDylib
 
 
@@ -58,6 +58,9 @@ class JIT(LayerStack):
         if indirection not in INDIRECTIONS:
             raise ConfigurationError(f"indirection must be one of {sorted(INDIRECTIONS)}, "
                              f"not {indirection!r}")
+        if tiered and lazy not in (True, "function"):
+            raise ConfigurationError("tiered=True needs lazy=True: only the stubs of "
+                                     "per-function laziness let a body be swapped")
         if lazy == "module":
             self.deferred = LazyEmitLayer(self.optimizer, resolver=self.linker.resolver)
             self.top = self.deferred
@@ -79,8 +82,6 @@ class JIT(LayerStack):
                                              patch_call_sites=patch_call_sites,
                                              optimizing_base=self.optimizer if tiered else None)
             self.top = self.lazy
-        elif tiered:
-            raise ConfigurationError("tiered=True needs lazy=True: only stubs let a body be swapped")
         self._archives: ArchiveMembers | None = None
         self._parse_seconds = 0.0
         self._add_seconds = 0.0
@@ -104,10 +105,7 @@ class JIT(LayerStack):
         modules = []
         try:
             for item in sources:
-                modules.append(parse_ir(item, name))
-                if self.lazy is not None:
-                    # printed with its target lines, so every partition has them
-                    prepare_for_target(modules[-1], *self.target)
+                modules.append(self._parse(item, name))
             self._parse_seconds += time.perf_counter() - start
             resolver = InDylib(self.linker.resolver, dylib) if dylib else None
             handle = self.top.add_module_set(modules, None, resolver)
@@ -120,24 +118,35 @@ class JIT(LayerStack):
             self._add_seconds += time.perf_counter() - start
         return handle
 
-    def add_object(self, data: bytes, name: str | None = None) -> Handle:
-        """Link a relocatable ELF object; returns its handle."""
+    def _parse(self, source: IRSource, name: str | None = None) -> Any:
+        """parse_ir, plus target lines for a lazy JIT: the module is printed and
+        cut into partitions, and every partition should carry them."""
+        module = parse_ir(source, name)
+        if self.lazy is not None:
+            prepare_for_target(module, *self.target)
+        return module
+
+    def add_object(self, data: BinaryInput, name: str | None = None) -> Handle:
+        """Link a relocatable ELF object (its bytes or a path); returns its handle."""
         self._check_open()
         start = time.perf_counter()
         try:
-            handle = self.linker.add_object_set([bytes(data)], names=[name or "<object>"])
+            data, default = read_binary(data, "<object>")
+            handle = self.linker.add_object_set([data], names=[name or default])
             self._emit(handle)
         finally:
             self._add_seconds += time.perf_counter() - start
         return handle
 
-    def add_archive(self, data: bytes, name: str = "<archive>") -> None:
-        """Add a static archive: a member is linked when one of its symbols is needed."""
+    def add_archive(self, data: BinaryInput, name: str | None = None) -> None:
+        """Add a static archive (its bytes or a path): a member is linked when one
+        of its symbols is needed."""
         self._check_open()
+        data, default = read_binary(data, "<archive>")
         if self._archives is None:
             self._archives = ArchiveMembers(self.linker)
             self.linker.definition_generators.append(self._archives)
-        self._archives.add(Archive(bytes(data), name))
+        self._archives.add(Archive(data, name or default))
 
     def _emit(self, handle: Handle) -> None:
         try:
@@ -158,7 +167,7 @@ class JIT(LayerStack):
         if self.lazy is None:
             raise JITError("replace() needs a lazy JIT (JIT(lazy=True)): only calls "
                            "through stubs can be redirected")
-        module = parse_ir(source)
+        module = self._parse(source)
         try:
             self.lazy.replace(handle, [module])
         finally:

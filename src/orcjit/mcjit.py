@@ -29,7 +29,7 @@ from .layers.base import Handle
 from .layers.compile import SimpleCompiler
 from .link.archive import Archive, ArchiveMembers
 from .signatures import to_prototype
-from .stack import LayerStack
+from .stack import BinaryInput, LayerStack, read_binary
 
 
 class ObjectCache(Protocol):
@@ -56,13 +56,18 @@ class DirectoryObjectCache:
 
     def get_object(self, module_id: str) -> bytes | None:
         path = self._path(module_id)
-        return path.read_bytes() if path is not None and path.is_file() else None
+        if path is None or not path.is_file():
+            return None
+        return read_binary(path, str(path))[0]
 
     def notify_object_compiled(self, module_id: str, obj: bytes) -> None:
         path = self._path(module_id)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(obj)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(obj)
+            except OSError as e:
+                raise JITError(f"cannot write {path} to the object cache: {e.strerror}") from None
 
 
 class _CachingCompiler:
@@ -111,20 +116,14 @@ class MCJITReplacement(LayerStack):
         finally:
             dispose(module)
 
-    def add_object_file(self, data: bytes | str | os.PathLike[str]) -> Handle:
+    def add_object_file(self, data: BinaryInput) -> Handle:
         """Add a relocatable ELF object (bytes or a path)."""
-        if not isinstance(data, (bytes, bytearray)):
-            path = Path(data)
-            return self.linker.add_object_set([_read(path)], names=[str(path)])
-        return self.linker.add_object_set([bytes(data)])
+        data, name = read_binary(data, "<object>")
+        return self.linker.add_object_set([data], names=[name])
 
-    def add_archive(self, data: bytes | str | os.PathLike[str]) -> None:
+    def add_archive(self, data: BinaryInput) -> None:
         """Add a static archive: a member is linked when one of its symbols is needed."""
-        name = "<archive>"
-        if not isinstance(data, (bytes, bytearray)):
-            name = str(data)
-            data = _read(Path(data))
-        self.archives.add(Archive(bytes(data), name))
+        self.archives.add(Archive(*read_binary(data, "<archive>")))
 
     def remove_module(self, handle: Handle) -> None:
         self.linker.remove_object_set(handle)
@@ -171,11 +170,3 @@ class MCJITReplacement(LayerStack):
     # -- symbols from outside ------------------------------------------------------------
     def add_global_mapping(self, name: str, address: int) -> None:
         self.definitions.define(name, address)
-
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise JITError(f"cannot read {path}: {e.strerror}") from None

@@ -9,17 +9,41 @@ Read top down::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Self
 
+from .errors import JITError
 from .executor.base import Executor
 from .executor.in_process import InProcessExecutor
 from .frontends.ir import target_description
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
-from .symbols import (ChainResolver, DefinitionsResolver, LibraryResolver, ProcessResolver,
-                      SymbolResolver)
+from .symbols import (
+    ChainResolver,
+    DefinitionsResolver,
+    LibraryResolver,
+    ProcessResolver,
+    SymbolResolver,
+)
+
+#: an object file or archive: its bytes, or a path to read them from
+BinaryInput = bytes | bytearray | memoryview | str | os.PathLike[str]
+
+
+def read_binary(data: BinaryInput, name: str) -> tuple[bytes, str]:
+    """(bytes, name for messages) of an object or archive given directly or by path."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data), name
+    if not isinstance(data, (str, os.PathLike)):
+        raise JITError(f"expected the bytes of {name} or a path, not {type(data).__name__}")
+    path = Path(data)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as e:
+        raise JITError(f"cannot read {path}: {e.strerror}") from None
 
 
 class LayerStack:

@@ -124,6 +124,8 @@ def test_extra_module_object_and_archive(tmp_path):
     (["/nonexistent.ll"], "Could not open input file"),
     (["-force-interpreter"], "no interpreter"),
     (["-remote-mcjit"], "not supported yet"),
+    (["-jit-kind=orc-lazy", "-per-module-lazy", "-tiered"], "without -per-module-lazy"),
+    (["-mtriple=bogus-none-nothing"], "unknown target triple"),
 ])
 def test_error_exits_are_one_line_and_nonzero(hello, args, message):
     extra = [] if args[-1].endswith(".ll") else [str(hello)]

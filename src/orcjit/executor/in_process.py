@@ -79,9 +79,15 @@ class InProcessExecutor(Executor):
     # -- memory ----------------------------------------------------------
     def reserve(self, size: int) -> int:
         size = -(-size // self.page_size) * self.page_size
-        fd = os.memfd_create("orcjit", os.MFD_CLOEXEC)
         try:
-            os.ftruncate(fd, size)
+            fd = os.memfd_create("orcjit", os.MFD_CLOEXEC)
+        except OSError as e:
+            raise ExecutorError(f"cannot create JIT memory: {e.strerror}") from None
+        try:
+            try:
+                os.ftruncate(fd, size)
+            except OSError as e:
+                raise ExecutorError(f"cannot reserve {size} bytes: {e.strerror}") from None
             target = _mmap(None, size, _PROT_NONE, mmap.MAP_SHARED, fd, 0)
             if target in (None, _MAP_FAILED):
                 raise ExecutorError(f"cannot reserve {size} bytes: "

@@ -45,7 +45,10 @@ def create_target_machine(triple: str | None = None, cpu: str | None = None,
         triple = llvm.get_process_triple()
         cpu = llvm.get_host_cpu_name() if cpu is None else cpu
         features = llvm.get_host_cpu_features().flatten() if features is None else features
-    target = llvm.Target.from_triple(triple)
+    try:
+        target = llvm.Target.from_triple(triple)
+    except RuntimeError as e:
+        raise ConfigurationError(f"unknown target triple {triple!r}: {e}") from None
     return target.create_target_machine(cpu=cpu or "", features=features or "", opt=opt_level,
                                         reloc=reloc_model, codemodel=code_model)
 

@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from ..arch import x86_64
-from ..errors import DuplicateDefinitionError, JITError, UnresolvedSymbolsError
+from ..errors import ConfigurationError, DuplicateDefinitionError, JITError, LinkError, UnresolvedSymbolsError
 from ..executor.base import Executor
 from ..executor.in_process import InProcessExecutor
 from ..link.elf import SHN_UNDEF, STT_FUNC, parse_object
@@ -70,6 +70,8 @@ class ObjectLinkingLayer(Layer):
                        names: Sequence[str] | None = None) -> Handle:
         """Parse, check and register a set of objects; linking waits for a lookup."""
         start = time.perf_counter()
+        if names is not None and len(names) != len(objects):
+            raise ConfigurationError(f"{len(names)} names given for {len(objects)} objects")
         parsed = [parse_object(data) for data in objects]
         with self._lock:
             claimed: set[str] = set()
@@ -206,9 +208,12 @@ class ObjectLinkingLayer(Layer):
             for linked in closure:
                 linked.finalize(frames.register_address, frames.deregister_address)
         except BaseException as error:
+            # later lookups see why; an interrupt is not the set's fault to report again
+            failure = error if isinstance(error, JITError) else LinkError(
+                f"linking this set was interrupted earlier: {error!r}")
             for linked in linked_so_far:
                 linked.release_memory()
-                linked.state, linked.error = State.FAILED, error
+                linked.state, linked.error = State.FAILED, failure
             raise
         finally:
             self.link_seconds += time.perf_counter() - start

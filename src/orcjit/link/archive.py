@@ -49,7 +49,9 @@ class Archive:
             try:
                 size = int(header[48:58].decode("ascii").strip() or 0)
             except ValueError:
-                raise InvalidObjectError(f"{name}: bad member size at {pos:#x}") from None
+                size = -1
+            if size < 0:
+                raise InvalidObjectError(f"{name}: bad member size at {pos:#x}")
             start = pos + _HEADER
             if start + size > len(data):
                 raise InvalidObjectError(f"{name}: member at {pos:#x} is truncated")
