@@ -63,7 +63,6 @@ class _LazyFunction:
 
 @dataclass(eq=False)
 class _LazySet:
-    modules: list[ModuleText]
     resolver: _SetResolver
     suffixes: list[str]          # per module: makes its promoted local names unique
     functions: dict[str, _LazyFunction] = field(default_factory=dict)    # by stub name
@@ -140,7 +139,7 @@ class CompileOnDemandLayer(Layer):
         start = time.perf_counter()
         suffixes = [f".orc{next(self._set_ids)}" for _ in modules]
         texts = [_cut(module, suffix) for module, suffix in zip(modules, suffixes)]
-        lazy = _LazySet(texts, _SetResolver(self, resolver or self.resolver), suffixes)
+        lazy = _LazySet(_SetResolver(self, resolver or self.resolver), suffixes)
         with self._lock:
             clashes = []
             for cut in texts:
@@ -226,7 +225,6 @@ class CompileOnDemandLayer(Layer):
                     new = _LazyFunction(lazy, cut, ir_name, stub_name,
                                         cut.functions[ir_name].linkage in ("", "external"))
                     replaced.append((new, old))
-            lazy.modules.extend(texts)
         self._add_globals(lazy, texts)
         for new, old in replaced:
             new.trampoline = self.callbacks.get_compile_callback(

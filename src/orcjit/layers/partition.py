@@ -42,7 +42,6 @@ class FunctionItem:
     header: str          # "define ... {"
     text: str            # the whole definition, header to closing brace
     linkage: str         # "" for external
-    references: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -97,7 +96,7 @@ class ModuleText:
                     i = n
                 item_text = "\n".join(lines[start:i + 1])
                 name = _defined_name(line)
-                mod.functions[name] = FunctionItem(name, line, item_text, _linkage_of(line, "define"))
+                mod.functions[name] = FunctionItem(name, line, item_text, _linkage_of(line))
             elif line.startswith("declare "):
                 mod.declarations[_defined_name(line)] = line
             elif line.startswith("@"):
@@ -319,8 +318,9 @@ def _defined_name(line: str) -> str:
     raise InvalidIRError(f"cannot partition: no function name in {line[:80]!r}")
 
 
-def _linkage_of(header: str, keyword: str) -> str:
-    words = header[len(keyword):].split()
+def _linkage_of(header: str) -> str:
+    """The linkage word of a ``define`` line ("" for external)."""
+    words = header[len("define"):].split()
     return next((w for w in words[:3] if w in _LINKAGES), "")
 
 

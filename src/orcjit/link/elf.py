@@ -202,7 +202,7 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     """
     data = bytes(data)
     size = len(data)
-    if size < _EHDR.size or bytes(data[:4]) != ELFMAG:
+    if size < _EHDR.size or data[:4] != ELFMAG:
         raise InvalidObjectError("The file was not recognized as a valid object file "
                                  f"({size} bytes{', no ELF magic' if size >= 4 else ''})")
     (ident, e_type, e_machine, _version, _entry, _phoff, e_shoff, _flags, _ehsize,
@@ -254,8 +254,8 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     return obj
 
 
-def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTable | None = None,
-                  section_names_index: int = -1) -> list[Symbol]:
+def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTable,
+                  section_names_index: int) -> list[Symbol]:
     symtabs = [s for s in sections if s.type == SHT_SYMTAB]
     if not symtabs:
         return []
@@ -266,7 +266,7 @@ def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTa
         raise _bad(f"symbol table entry size {symtab.entsize} / size {symtab.size} invalid")
     if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SHT_STRTAB:
         raise _bad("symbol table does not link to a string table")
-    if symtab.link == section_names_index and section_names is not None:
+    if symtab.link == section_names_index:
         strings = section_names
     else:
         strtab = sections[symtab.link]

@@ -69,7 +69,6 @@ class LinkGraph:
     finalizers: list[InitEntry] = field(default_factory=list)
     eh_frame: Block | None = None
     debug_sections: dict[str, bytes] = field(default_factory=dict)
-    comdat_signatures: list[str] = field(default_factory=list)
     got_symbol: int | None = None         # _GLOBAL_OFFSET_TABLE_, if referenced
     object_data: bytes = b""              # the object itself, for debug objects
     section_blocks: dict[int, Block] = field(default_factory=dict)  # section index -> block
@@ -91,26 +90,27 @@ _FINI_PREFIXES = {".fini_array": False, ".dtors": True}
 _INIT_FINI_STARTS = tuple(_INIT_PREFIXES) + tuple(_FINI_PREFIXES)
 
 
-def _segment_of(section: elf.Section) -> Segment:
+def _segment_of(section: elf.Section, init_kind: tuple[bool, int, bool] | None) -> Segment:
     if section.flags & elf.SHF_EXECINSTR:
         return Segment.CODE
-    if section.flags & elf.SHF_WRITE and not _is_sealed_after_relocation(section):
+    # init/fini arrays and .data.rel.ro are only written by the linker: sealed once relocated
+    if (section.flags & elf.SHF_WRITE and init_kind is None
+            and not section.name.startswith(".data.rel.ro")):
         return Segment.DATA
     return Segment.RODATA
 
 
-def _is_sealed_after_relocation(section: elf.Section) -> bool:
-    """Sections only written by the linker: read-only once relocated."""
-    name = section.name
-    return (name.startswith(".data.rel.ro") or section.type in
-            (elf.SHT_INIT_ARRAY, elf.SHT_FINI_ARRAY, elf.SHT_PREINIT_ARRAY)
-            or _init_kind(name) is not None)
-
-
-def _init_kind(name: str) -> tuple[bool, int, bool] | None:
+def _init_kind(section: elf.Section) -> tuple[bool, int, bool] | None:
     """(is_initializer, priority, reverse) for init/fini array sections."""
+    if section.type in (elf.SHT_INIT_ARRAY, elf.SHT_PREINIT_ARRAY):
+        default: tuple[bool, int, bool] | None = (True, 65535, False)
+    elif section.type == elf.SHT_FINI_ARRAY:
+        default = (False, 65535, False)
+    else:
+        default = None
+    name = section.name
     if not name.startswith(_INIT_FINI_STARTS):
-        return None
+        return default
     for table, is_init in ((_INIT_PREFIXES, True), (_FINI_PREFIXES, False)):
         for prefix, reverse in table.items():
             if name == prefix:
@@ -119,7 +119,7 @@ def _init_kind(name: str) -> tuple[bool, int, bool] | None:
                 priority = int(name[len(prefix) + 1:])
                 # .ctors.N corresponds to .init_array.(65535-N)
                 return is_init, (65535 - priority) if reverse else priority, reverse
-    return None
+    return default
 
 
 def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
@@ -135,39 +135,31 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
                                f"this linker targets {arch.NAME} ({arch.MACHINE})")
     sections = obj.sections
     dropped: set[int] = set()
-    signatures = []
     for group in obj.groups:
-        if group.is_comdat:
-            if keep_comdat(group.signature):
-                signatures.append(group.signature)
-            else:
-                dropped.update(group.members)
+        if group.is_comdat and not keep_comdat(group.signature):
+            dropped.update(group.members)
 
     blocks: list[Block] = []
     section_blocks: dict[int, Block] = {}
     graph = LinkGraph(name, arch, blocks, list(obj.symbols), [], {}, {}, {},
-                      comdat_signatures=signatures, object_data=obj.data,
+                      object_data=obj.data,
                       section_blocks=section_blocks)
     for s in sections:
         if s.index in dropped or s.type in (elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB,
                                             elf.SHT_STRTAB, elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX):
             continue
-        if not s.flags & elf.SHF_ALLOC:
+        if not s.is_alloc:
             if s.name.startswith(".debug"):
                 graph.debug_sections[s.name] = obj.section_data(s)
             continue
         if s.flags & elf.SHF_TLS:
             raise UnsupportedError(f"{name}: thread-local storage (section {s.name!r}) "
                                    "is not supported yet")
-        content = None if s.type == elf.SHT_NOBITS else obj.data[s.offset:s.offset + s.size]
-        block = Block(s.name, content, s.size, s.addralign, _segment_of(s))
+        content = None if s.type == elf.SHT_NOBITS else obj.section_data(s)
+        kind = _init_kind(s)
+        block = Block(s.name, content, s.size, s.addralign, _segment_of(s, kind))
         section_blocks[s.index] = block
         blocks.append(block)
-        kind = _init_kind(s.name)
-        if kind is None and s.type in (elf.SHT_INIT_ARRAY, elf.SHT_PREINIT_ARRAY):
-            kind = (True, 65535, False)
-        elif kind is None and s.type == elf.SHT_FINI_ARRAY:
-            kind = (False, 65535, False)
         if kind is not None:
             is_init, priority, reverse = kind
             (graph.initializers if is_init else graph.finalizers).append(

@@ -90,7 +90,6 @@ class LinkedSet:
     error: BaseException | None = None
     initializers: list[int] = field(default_factory=list)
     finalizers: list[int] = field(default_factory=list)
-    eh_frames: list[int] = field(default_factory=list)
     relocation_count: int = 0
     rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
     # direct rel32 calls to addresses outside the set: (name, address of the field)
@@ -294,7 +293,6 @@ class LinkedSet:
         for graph in self.graphs:
             if graph.eh_frame is not None and graph.eh_frame.size > 4 and register_frame:
                 address = graph.eh_frame.address
-                self.eh_frames.append(address)
                 actions.append((ActionCall(register_frame, (address,)),
                                 ActionCall(deregister_frame, (address,))))
         self.memory.finalize(self._buffers, actions)
