@@ -191,7 +191,7 @@ class JIT(LayerStack):
         """Run the set's destructors and free all its memory."""
         self._check_open()
         for layer in (self.lazy, self.deferred):
-            if layer is not None and handle in layer.handles():
+            if layer is not None and layer.owns(handle):
                 layer.remove_module_set(handle)
                 return
         self.linker.remove_object_set(handle)

@@ -17,7 +17,6 @@ from typing import Any, Self
 from .errors import JITError
 from .executor.base import Executor
 from .executor.in_process import InProcessExecutor
-from .frontends.ir import target_description
 from .layers.compile import IRCompileLayer, SimpleCompiler, create_target_machine
 from .layers.object_linking import ObjectLinkingLayer
 from .layers.transform import IRTransformLayer, ir_level, optimization_pipeline
@@ -63,11 +62,11 @@ class LayerStack:
             resolvers.append(ProcessResolver(self.executor))
         self.target_machine = create_target_machine(triple, cpu, features, opt_level,
                                                     code_model, reloc_model)
-        #: (triple, data layout) that modules without their own are given
-        self.target = target_description(self.target_machine)
         self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
-        self.compiler = IRCompileLayer(self.linker,
-                                       wrap_compiler(SimpleCompiler(self.target_machine)))
+        compiler = SimpleCompiler(self.target_machine)
+        #: (triple, data layout) that modules without their own are given
+        self.target = compiler.target
+        self.compiler = IRCompileLayer(self.linker, wrap_compiler(compiler))
         self.optimizer = IRTransformLayer(
             self.compiler, optimization_pipeline(self.target_machine,
                                                  ir_level(opt_level, ir_opt_level)))

@@ -124,7 +124,9 @@ class InProcessExecutor(Executor):
                 raise ExecutorError("segment content larger than the segment")
             dest = r.write_view + (seg.address - r.base)
             # freed pages were punched out of the memfd: the rest is zero already
-            ctypes.memmove(dest, bytes(seg.content), n)
+            content = seg.content
+            ctypes.memmove(dest, content if isinstance(content, bytes)       # no copy of the
+                           else (ctypes.c_char * n).from_buffer(content), n)  # working buffer
             span = -(-seg.size // self.page_size) * self.page_size
             if seg.protection is not None:
                 self.protect(seg.address, span, seg.protection)

@@ -58,11 +58,12 @@ class SimpleCompiler:
 
     def __init__(self, target_machine: llvm.TargetMachine):
         self.target_machine = target_machine
-        self._description = target_description(target_machine)
+        #: (triple, data layout) that modules without their own are given
+        self.target = target_description(target_machine)
         self._lock = threading.Lock()    # a TargetMachine is not re-entrant
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
-        prepare_for_target(module, *self._description)
+        prepare_for_target(module, *self.target)
         with self._lock:
             try:
                 return self.target_machine.emit_object(module)

@@ -180,13 +180,13 @@ class CompileOnDemandLayer(Layer):
         """Send the modules' new global variables down as partitions, linked now
         (so their constructors run before anything else of the set is called)."""
         for cut in texts:
-            exclude = set(lazy.global_names)
-            if not cut.defined_globals() - exclude:
+            defined = cut.defined_globals()
+            if not defined - lazy.global_names:
                 continue
             globals_handle = self.base.add_module_set(
-                [parse_ir(cut.globals_partition(exclude))], None, lazy.resolver)
+                [parse_ir(cut.globals_partition(lazy.global_names))], None, lazy.resolver)
             lazy.globals_handles.append(globals_handle)
-            lazy.global_names |= cut.defined_globals()
+            lazy.global_names |= defined
             if lazy.resolver.globals_handle is None:
                 lazy.resolver.globals_handle = globals_handle
             self.base.emit(globals_handle)  # type: ignore[attr-defined]
@@ -369,6 +369,9 @@ class CompileOnDemandLayer(Layer):
 
     def handles(self) -> list[Handle]:
         return list(self._sets)
+
+    def owns(self, handle: Handle) -> bool:
+        return handle in self._sets
 
 
     def _recompile(self, function: _LazyFunction, base: Layer) -> bool:

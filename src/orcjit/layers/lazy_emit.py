@@ -147,6 +147,9 @@ class LazyEmitLayer(Layer):
     def handles(self) -> list[Handle]:
         return list(self._sets)
 
+    def owns(self, handle: Handle) -> bool:
+        return handle in self._sets
+
 
 def _flags(value: Any) -> JITSymbolFlags:
     flags = JITSymbolFlags.NONE

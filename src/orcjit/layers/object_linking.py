@@ -132,11 +132,7 @@ class ObjectLinkingLayer(Layer):
                           or c.flags & JITSymbolFlags.EXPORTED]
             if not candidates:
                 return None
-        best = candidates[0]
-        for candidate in candidates[1:]:
-            if candidate.strength > best.strength:
-                best = candidate
-        return best
+        return max(candidates, key=lambda c: c.strength)     # the first of equals
 
     def _symbol(self, definition: Definition) -> JITSymbol:
         if definition.owner.state is State.FINALIZED:
@@ -229,10 +225,12 @@ class ObjectLinkingLayer(Layer):
         for linked in closure:
             for image in linked.debug_objects():
                 linked.debug_registrations.append(self.platform.debugger.register(image))
-        for observe in self._call_observers:
+        if self._call_observers:
             for linked in closure:
-                for name, site in linked.external_calls:
-                    observe(linked.handle, name, site)  # type: ignore[arg-type]
+                calls = linked.external_calls(bindings[id(linked)])
+                for observe in self._call_observers:
+                    for name, site in calls:
+                        observe(linked.handle, name, site)  # type: ignore[arg-type]
         for linked in closure:
             linked.settle()
         for linked in closure:
@@ -256,8 +254,9 @@ class ObjectLinkingLayer(Layer):
             table: dict[str, Binding] = {}
             names = linked.referenced_names()
             # a set of another's DSO (a lazy partition) files atexit registrations there
-            shared_dso = getattr(resolver, "dso_handle", 0)
-            if shared_dso and linked.references_dso_handle:
+            shared_dso: int = (getattr(resolver, "dso_handle", 0)
+                               if linked.references_dso_handle else 0)
+            if shared_dso:
                 names.discard("__dso_handle")       # (it may have one of its own, unused)
                 table["__dso_handle"] = shared_dso
             for name in names:

@@ -195,7 +195,7 @@ class ModuleText:
 
     def defined_globals(self) -> set[str]:
         """Global variables (and aliases) this module defines, as renamed."""
-        return {self.rename(name) for name, item in self.globals.items()
+        return {self.renames.get(name, name) for name, item in self.globals.items()
                 if item.linkage not in ("external", "extern_weak", "available_externally")}
 
     def globals_partition(self, exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
@@ -203,7 +203,7 @@ class ModuleText:
         but for those in ``exclude`` (renamed names: already defined elsewhere)."""
         lines, comdats = [], []
         for item in self.globals.values():
-            if self.rename(item.name) in exclude:
+            if self.renames.get(item.name, item.name) in exclude:
                 continue
             if item.linkage == "available_externally":
                 continue                  # a copy for inlining, defined elsewhere
@@ -219,7 +219,7 @@ class ModuleText:
                 comdats.append("$" + _bare(item.name))
         body = "\n".join(lines)
         references = set(_GLOBAL_RE.findall(body))
-        references -= {self.rename(name) for name in self.globals}
+        references -= {self.renames.get(name, name) for name in self.globals}
         return self._assemble(body, references, extra_comdats=comdats)
 
     def _assemble(self, body: str, references: set[str], extra_comdats) -> str:
@@ -252,7 +252,7 @@ class ModuleText:
         if original in self.function_aliases:
             target = self.function_aliases[original]
             declaration = _declaration(self.rename(self.functions[target].header))
-            return declaration.replace(self.rename(target) + "(", ref + "(", 1)
+            return declaration.replace(self.renames.get(target, target) + "(", ref + "(", 1)
         if original in self.functions:
             return _declaration(self.rename(self.functions[original].header))
         if original in self.globals:

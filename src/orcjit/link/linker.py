@@ -92,8 +92,6 @@ class LinkedSet:
     finalizers: list[int] = field(default_factory=list)
     relocation_count: int = 0
     rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
-    # direct rel32 calls to addresses outside the set: (name, address of the field)
-    external_calls: list[tuple[str, int]] = field(default_factory=list)
     handle: Any = None        # the layer's Handle, once added
     debug_registrations: list[Any] = field(default_factory=list)
     dylib: str = ""           # JITDylib: hidden symbols are seen only within one
@@ -208,15 +206,29 @@ class LinkedSet:
                     self._buffers[block.segment][
                         block.segment_offset:block.segment_offset + len(block.content)] = block.content
         for graph in self.graphs:
-            addresses, sizes = self._addresses(graph, bindings)
-            self.relocation_count += apply_fixups(graph, addresses, sizes, self._buffers)
+            addresses = self._addresses(graph, bindings)
+
+            def size_of(index: int, graph: LinkGraph = graph) -> int:
+                """Size of what symbol ``index`` is bound to (SIZE32/64 only ask)."""
+                sym = graph.symbols[index]
+                binding = None if sym.bind == elf.STB_LOCAL else bindings.get(sym.name)
+                return binding.size if isinstance(binding, Definition) else sym.size
+            self.relocation_count += apply_fixups(graph, addresses, size_of, self._buffers)
             self._collect_rebindable_slots(graph, bindings, addresses)
-            for block, offset, target in graph.direct_calls:
-                sym = graph.symbols[target]
-                if sym.bind != elf.STB_LOCAL and isinstance(bindings.get(sym.name), int):
-                    self.external_calls.append((sym.name, block.address + offset))
         if any(graph.initializers or graph.finalizers for graph in self.graphs):
             self._collect_init_entries()
+
+    def external_calls(self, bindings: dict[str, Binding]) -> list[tuple[str, int]]:
+        """Direct rel32 calls to addresses outside JIT definitions, as (name,
+        address of the field); asked only when someone observes call sites."""
+        calls = []
+        for graph in self.graphs:
+            symbols = graph.symbols
+            for block, offset, target in graph.direct_calls:
+                sym = symbols[target]
+                if sym.bind != elf.STB_LOCAL and isinstance(bindings.get(sym.name), int):
+                    calls.append((sym.name, block.address + offset))
+        return calls
 
     def _collect_rebindable_slots(self, graph: LinkGraph, bindings: dict[str, Binding],
                                   addresses: list[int]) -> None:
@@ -243,12 +255,10 @@ class LinkedSet:
             for block in graph.blocks:
                 block.address = bases[block.segment] + block.segment_offset
 
-    def _addresses(self, graph: LinkGraph,
-                   bindings: dict[str, Binding]) -> tuple[list[int], list[int]]:
-        """Address and size of what each symbol of ``graph`` is bound to."""
+    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> list[int]:
+        """Address of what each symbol of ``graph`` is bound to."""
         addresses: list[int] = []
         append = addresses.append
-        sizes = [sym.size for sym in graph.symbols]
         symbol_blocks = graph.symbol_blocks
         local = self.local_definitions
         for index, sym in enumerate(graph.symbols):
@@ -265,8 +275,7 @@ class LinkedSet:
                 append(binding)
             else:
                 append(binding.address)
-                sizes[index] = binding.size
-        return addresses, sizes
+        return addresses
 
     def _collect_init_entries(self) -> None:
         """Read the relocated init/fini arrays in the order they must run."""
@@ -313,7 +322,6 @@ class LinkedSet:
         for definition in self.local_definitions.values():
             definition.settle()
         self.graphs = []
-        self.external_calls = []
 
     def release_memory(self) -> None:
         self.memory.deallocate()

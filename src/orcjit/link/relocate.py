@@ -10,7 +10,7 @@ working buffer at an offset already bounds-checked against the block.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import RelocationOverflowError
 from .edges import EdgeKind as K
@@ -39,12 +39,12 @@ _EITHER: dict[int, tuple[struct.Struct, struct.Struct]] = {K.POINTER16: (struct.
            K.POINTER8: (struct.Struct("<b"), struct.Struct("<B"))}
 
 
-def apply_fixups(graph: LinkGraph, addresses: Sequence[int], sizes: Sequence[int],
+def apply_fixups(graph: LinkGraph, addresses: Sequence[int], size_of: Callable[[int], int],
                  buffers: Sequence[bytearray]) -> int:
     """Apply every edge of ``graph``; returns the number applied.
 
-    ``addresses[i]`` and ``sizes[i]`` are the target address and size of the
-    definition symbol ``i`` is bound to; ``buffers[s]`` is the working memory
+    ``addresses[i]`` is the address of what symbol ``i`` is bound to, and
+    ``size_of(i)`` its size (only SIZE edges ask); ``buffers[s]`` is the working memory
     of segment ``s``. Values are reduced to 64 bits (two's complement) before
     a narrower field is range-checked, as a 64-bit linker computes them.
     """
@@ -73,7 +73,7 @@ def apply_fixups(graph: LinkGraph, addresses: Sequence[int], sizes: Sequence[int
                 elif formula == _GOTREL:
                     value = addresses[target] + addend - got
                 else:
-                    value = sizes[target] + addend
+                    value = size_of(target) + addend
                 value &= _MASK64
                 if not wraps and value >> 63:
                     value -= 1 << 64        # as a signed 64-bit value

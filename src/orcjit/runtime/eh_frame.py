@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import struct
+from bisect import bisect_left
 from typing import Any
 
 from ..errors import InvalidObjectError
@@ -20,7 +21,9 @@ from ..errors import InvalidObjectError
 def prune_fdes(block: Any, discarded_targets: set[int], graph_name: str) -> None:
     """Remove from an eh_frame block the FDEs whose pc_begin edge targets a discarded symbol."""
     content = bytes(block.content or b"")
-    edges_at = {edge[0]: edge for edge in block.edges}
+    edges = sorted(block.edges, key=lambda edge: edge[0])
+    offsets = [edge[0] for edge in edges]
+    edges_at = {edge[0]: edge for edge in edges}
     out = bytearray()
     new_edges = []
     cie_moves: dict[int, int] = {}
@@ -55,13 +58,11 @@ def prune_fdes(block: Any, discarded_targets: set[int], graph_name: str) -> None
                 raise InvalidObjectError(f"{graph_name}: .eh_frame FDE points at no CIE")
             struct.pack_into("<I", out, new_pos + header, new_pos + header - cie_moves[cie_at])
         shift = new_pos - pos
-        for offset in range(pos, record_end):
-            edge = edges_at.get(offset)
-            if edge is not None:
-                if edge[2] in discarded_targets:
-                    raise InvalidObjectError(f"{graph_name}: .eh_frame CIE refers to "
-                                             "discarded code")
-                new_edges.append([offset + shift, edge[1], edge[2], edge[3]])
+        for edge in edges[bisect_left(offsets, pos):bisect_left(offsets, record_end)]:
+            if edge[2] in discarded_targets:
+                raise InvalidObjectError(f"{graph_name}: .eh_frame CIE refers to "
+                                         "discarded code")
+            new_edges.append([edge[0] + shift, edge[1], edge[2], edge[3]])
         pos = record_end
     block.content = bytes(out)
     block.size = len(out)
