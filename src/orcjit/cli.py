@@ -11,6 +11,7 @@ main's return value. ``orcjit --help`` lists every option.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -89,46 +90,25 @@ class Invocation:
     opt_level: int
     input: str
     program_args: list[str]
-    raw_argv: list[str] = field(default_factory=list)   # the options, in order (for -jd)
+    #: each -extra-module with the JITDylib of the last -jd before it ("" if none; lli's rule)
+    extra_modules: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_args(argv: Sequence[str]) -> Invocation:
-    inv = _parse(argv)
-    inv.raw_argv = list(argv[:len(argv) - len(inv.program_args) - 1])
-    return inv
-
-
-def _extra_modules(raw_argv: list[str], modules: list[str]) -> list[tuple[str, str]]:
-    """Each -extra-module with the JITDylib named by the last -jd before it
-    (lli's rule); "" when no -jd came first."""
-    out, dylib, pending = [], "", list(modules)
-    it = iter(raw_argv)
-    for arg in it:
-        body = arg.lstrip("-")
-        name, has_value, value = body.partition("=")
-        if name in ("jd", "extra-module") and not has_value:
-            value = next(it, "")
-        if name == "jd":
-            dylib = value
-        elif name == "extra-module" and pending and value == pending[0]:
-            out.append((pending.pop(0), dylib))
-    out.extend((path, dylib) for path in pending)
-    return out
-
-
-def _parse(argv: Sequence[str]) -> Invocation:
     options: dict[str, Any] = {name: ([] if opt.kind == "list" else opt.default)
                                for name, opt in OPTIONS.items()}
     opt_level = 2
+    extra_modules: list[tuple[str, str]] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == "-" or not arg.startswith("-"):
-            return Invocation(options, opt_level, arg, list(argv[i + 1:]))
+            return Invocation(options, opt_level, arg, list(argv[i + 1:]), extra_modules)
         if arg == "--":
             if i + 1 >= len(argv):
                 break
-            return Invocation(options, opt_level, argv[i + 1], list(argv[i + 2:]))
+            return Invocation(options, opt_level, argv[i + 1], list(argv[i + 2:]),
+                              extra_modules)
         body = arg.lstrip("-")
         if body in ("O" + level for level in OPT_LEVELS):
             opt_level = int(body[1])
@@ -159,6 +139,8 @@ def _parse(argv: Sequence[str]) -> Invocation:
             raise UsageError(f"for the -{name} option: Cannot find option named '{value}'!")
         if option.kind == "list":
             options[name].extend(value.split(",") if name == "mattr" else [value])
+            if name == "extra-module":
+                extra_modules.append((value, options["jd"][-1] if options["jd"] else ""))
         elif option.kind == "int":
             try:
                 options[name] = int(value)
@@ -167,7 +149,7 @@ def _parse(argv: Sequence[str]) -> Invocation:
                                  "integer argument!") from None
         else:
             options[name] = value
-    return Invocation(options, opt_level, "-", [])       # like lli: the module comes on stdin
+    return Invocation(options, opt_level, "-", [], extra_modules)  # like lli: module on stdin
 
 
 def usage() -> str:
@@ -255,7 +237,7 @@ def run(inv: Invocation) -> int:
         for library in o["load"] + o["dlopen"]:
             engine.jit.load_library(library)
         modules = [(_display_name(path), _read_input(path), dylib)
-                   for path, dylib in _extra_modules(inv.raw_argv, o["extra-module"])]
+                   for path, dylib in inv.extra_modules]
         main_module = (_display_name(inv.input), source, "main" if o["jd"] else "")
         # MCJIT links at finalize: lli's order, main first. The other JITs link
         # (or emit globals) as modules arrive: what main needs comes first.
@@ -333,12 +315,20 @@ def _exit_after_failed_compile(error: BaseException) -> None:
     os._exit(1)
 
 
-def _c_stdout(text: str) -> None:
-    """Write through C's stdout, so dumps interleave with JIT'd printf in order."""
+@functools.cache
+def _libc_stdout() -> tuple[Any, Any]:
+    """libc and its ``stdout``, looked up once (dumps may come per compiled function)."""
     import ctypes
 
     libc = ctypes.CDLL(None)
-    libc.fputs(text.encode(), ctypes.c_void_p.in_dll(libc, "stdout"))
+    return libc, ctypes.c_void_p.in_dll(libc, "stdout")
+
+
+def _c_stdout(data: str | bytes) -> None:
+    """Write through C's stdout, so dumps interleave with JIT'd printf in order."""
+    libc, stdout = _libc_stdout()
+    raw = data.encode() if isinstance(data, str) else data
+    libc.fwrite(raw, 1, len(raw), stdout)
 
 
 def _dump_functions(module: Any, functions: list[str]) -> None:
@@ -361,13 +351,9 @@ def _dump_debug_descriptor(address: int) -> None:
 
 
 def _dump_debug_objects(address: int) -> None:
-    import ctypes
-
     from .runtime.debugger import debug_objects
 
-    data = debug_objects(address)
-    libc = ctypes.CDLL(None)
-    libc.fwrite(data, 1, len(data), ctypes.c_void_p.in_dll(libc, "stdout"))
+    _c_stdout(debug_objects(address))
 
 
 #: lli's -generate built-ins (test helpers reading the GDB JIT descriptor)
@@ -429,9 +415,7 @@ def _first_positional(args: list[str]) -> int:
 
 def _flush_c_stdio() -> None:
     """JIT'd code writes through C stdio; flush it before Python's own output."""
-    import ctypes
-
-    ctypes.CDLL(None).fflush(None)
+    _libc_stdout()[0].fflush(None)
 
 
 def entry_point() -> None:

@@ -146,3 +146,11 @@ def test_help_and_version(capsys):
     out = capsys.readouterr().out
     assert "-jit-kind" in out and "-extra-archive" in out
     assert main(["--version"]) == 0
+
+
+def test_each_extra_module_joins_the_jitdylib_named_before_it():
+    argv = ["-extra-module=a.ll", "-jd=one", "-extra-module=b.ll", "-jd", "two",
+            "-extra-module", "c.ll"]
+    expected = [("a.ll", ""), ("b.ll", "one"), ("c.ll", "two")]
+    assert parse_args([*argv, "main.ll", "arg"]).extra_modules == expected
+    assert parse_args(argv).extra_modules == expected          # main module on stdin
