@@ -11,14 +11,14 @@ call itself is rewritten to reach the body. Writes results/call_overhead.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import _common as C  # noqa: E402
 
 import orcjit  # noqa: E402
 
@@ -71,39 +71,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50_000_000)
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "call_overhead.md"))
+    parser.add_argument("--output", default=C.results_path("call_overhead.md"))
     args = parser.parse_args()
-    rows = {}
+    samples = {}
     for name, options in CONFIGS.items():
-        rows[name] = ns_per_call(options, args.calls, args.reps)
-        print(f"{name:28} median {statistics.median(rows[name]):.2f} ns/call")
-    direct = statistics.median(rows["direct (eager JIT)"])
-    lines = [
+        samples[name] = ns_per_call(options, args.calls, args.reps)
+        print(f"{name:28} median {statistics.median(samples[name]):.2f} ns/call")
+    direct = statistics.median(samples["direct (eager JIT)"])
+    rows = []
+    for name, values in samples.items():
+        median = statistics.median(values)
+        rows.append([name, f"{median:.2f}", f"{min(values):.2f}", f"{median / direct:.2f}x",
+                     f"{median - direct:+.2f}"])
+    text = "\n".join([
         "# Call overhead through lazy stubs",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"- CPU: {_cpu()}",
-        f"- Python {platform.python_version()}, orcjit {orcjit.__version__}",
+        C.machine_info_markdown(),
+        f"- orcjit {orcjit.__version__}",
         "",
-        f"A JIT'd loop makes {args.calls:,} calls to a non-inlinable `inc`; {args.reps} "
-        "repetitions; nanoseconds per call (loop overhead included in every row).",
+        (f"A JIT'd loop makes {args.calls:,} calls to a non-inlinable `inc`; {args.reps} "
+         "repetitions; nanoseconds per call (loop overhead included in every row)."),
         "",
-        "| configuration | median ns/call | min ns/call | vs direct | extra ns/call |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, samples in rows.items():
-        median = statistics.median(samples)
-        lines.append(f"| {name} | {median:.2f} | {min(samples):.2f} | {median / direct:.2f}x "
-                     f"| {median - direct:+.2f} |")
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print("written to", args.output)
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+        C.markdown_table(["configuration", "median ns/call", "min ns/call", "vs direct",
+                          "extra ns/call"], rows),
+    ]) + "\n"
+    C.write_report(text, args.output)
 
 
 if __name__ == "__main__":

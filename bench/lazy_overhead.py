@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import itertools
-import platform
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import _common as C  # noqa: E402
 
 import orcjit  # noqa: E402
 from orcjit.frontends.ir import dispose, parse_ir
@@ -41,12 +41,21 @@ def module(n: int) -> str:
     return "\n".join(parts)
 
 
+INDIRECTION_NAMES = ("double", "single", "patchpoint")
+#: every f<i> of module(n): int64_t(int64_t)
+PROTOTYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+
+
+def call_each_once(n: int, address) -> None:
+    """Call f0..f<n-1> through their addresses (each compiles on this first call)."""
+    for i in range(n):
+        assert PROTOTYPE(address(f"f{i}"))(2) == 2 * i + 7
+
+
 def measure(n: int, opt_level: int, indirection: str) -> dict[str, float]:
     with orcjit.LazyJIT(opt_level=opt_level, indirection=indirection) as jit:
         jit.add_ir(module(n))
-        prototype = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
-        for i in range(n):
-            assert prototype(jit.address(f"f{i}"))(2) == 2 * i + 7
+        call_each_once(n, jit.address)
         s = jit.stats()
     count = s["functions_compiled"]
     ours = s["link_seconds"] + s["overhead_seconds"]
@@ -74,9 +83,7 @@ def lazy_stack_run(n: int, indirection: str, wrap_compiler) -> dict[str, float]:
         source = parse_ir(module(n))
         lazy.add_module_set([source])
         dispose(source)
-        prototype = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
-        for i in range(n):
-            assert prototype(lazy.get_symbol_address(f"f{i}"))(2) == 2 * i + 7
+        call_each_once(n, lazy.get_symbol_address)
         count = lazy.functions_compiled
         llvm = lazy.parse_seconds + stack.compiler.codegen_seconds
         ours = lazy.compile_seconds - llvm
@@ -100,58 +107,55 @@ def measure_replayed(n: int, indirection: str) -> dict[str, float]:
     return lazy_stack_run(n, indirection, lambda compiler: lambda module: recorded[module.name])
 
 
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over repeated runs."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "lazy_overhead.md"))
+    parser.add_argument("--output", default=C.results_path("lazy_overhead.md"))
     args = parser.parse_args()
     rows = []
     for opt_level in (0, 2):
-        for indirection in ("double", "single", "patchpoint"):
-            runs = [measure(args.functions, opt_level, indirection) for _ in range(args.reps)]
-            median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            rows.append((opt_level, indirection, median))
+        for indirection in INDIRECTION_NAMES:
+            median = median_of([measure(args.functions, opt_level, indirection)
+                                for _ in range(args.reps)])
+            rows.append([opt_level, indirection, *(f"{median[k]:.0f}" for k in (
+                "total_us", "llvm_us", "codegen_us", "ours_us", "link_us", "other_us")),
+                f"{median['total_us'] - median['codegen_us']:.0f}"])
             print(opt_level, indirection, {k: round(v, 1) for k, v in median.items()})
     replayed = []
-    for indirection in ("double", "single", "patchpoint"):
-        runs = [measure_replayed(args.functions, indirection) for _ in range(args.reps)]
-        median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        replayed.append((indirection, median))
+    for indirection in INDIRECTION_NAMES:
+        median = median_of([measure_replayed(args.functions, indirection)
+                            for _ in range(args.reps)])
+        replayed.append([indirection, f"{median['ours_us']:.0f}", f"{median['link_us']:.0f}"])
         print("replayed", indirection, {k: round(v, 1) for k, v in median.items()})
-    lines = [
+    text = "\n".join([
         "# Lazy compilation: cost per function",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"- Python {platform.python_version()}, orcjit {orcjit.__version__}",
+        C.machine_info_markdown(),
+        f"- orcjit {orcjit.__version__}",
         "",
-        f"{args.functions} small functions (plus a shared helper), each compiled on its first "
-        f"call; median of {args.reps} runs; microseconds per compiled function.",
-        ("LLVM = parse + optimise + codegen; ours = linking + everything else (partitioning, "
+        (f"{args.functions} small functions (plus a shared helper), each compiled on its first "
+         f"call; median of {args.reps} runs; microseconds per compiled function. "
+         "LLVM = parse + optimise + codegen; ours = linking + everything else (partitioning, "
          "stubs, callbacks, bookkeeping). Goal for ours: under 100 µs. \"all but codegen\" "
          "adds LLVM's parse and IR pipeline to ours."),
         "",
-        ("| -O | indirection | total µs | LLVM µs (codegen) | ours µs | of which link µs "
-         "| other µs | all but codegen µs |"),
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for opt_level, indirection, m in rows:
-        lines.append(f"| {opt_level} | {indirection} | {m['total_us']:.0f} | {m['llvm_us']:.0f} "
-                     f"({m['codegen_us']:.0f}) | {m['ours_us']:.0f} | {m['link_us']:.0f} "
-                     f"| {m['other_us']:.0f} | {m['total_us'] - m['codegen_us']:.0f} |")
-    lines += [
+        C.markdown_table(["-O", "indirection", "total µs", "LLVM µs", "of which codegen µs",
+                          "ours µs", "of which link µs", "other µs", "all but codegen µs"],
+                         rows),
         "",
         ("The same work of ours with warm caches: the lazy stack without IR pipeline, "
          "its objects replayed from a recorded run, so no code generation runs between "
          "our steps (LLVM still parses each partition)."),
         "",
-        "| indirection | ours µs, warm caches | of which link µs |",
-        "| --- | --- | --- |",
-    ]
-    for indirection, m in replayed:
-        lines.append(f"| {indirection} | {m['ours_us']:.0f} | {m['link_us']:.0f} |")
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print("written to", args.output)
+        C.markdown_table(["indirection", "ours µs, warm caches", "of which link µs"], replayed),
+    ]) + "\n"
+    C.write_report(text, args.output)
 
 
 if __name__ == "__main__":
