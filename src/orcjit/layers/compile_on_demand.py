@@ -145,7 +145,7 @@ class CompileOnDemandLayer(Layer):
             for cut in texts:
                 for ir_name in cut.defined_functions():
                     stub_name = cut.stub_name(ir_name)
-                    strong = cut.functions[ir_name].linkage in ("", "external")
+                    strong = cut.functions[ir_name].is_strong
                     if stub_name in lazy.functions:
                         if strong and lazy.functions[stub_name].strong:
                             clashes.append(stub_name)
@@ -223,7 +223,7 @@ class CompileOnDemandLayer(Layer):
                                            for c in self._candidates.get(stub_name, ())):
                         raise DuplicateDefinitionError([stub_name])
                     new = _LazyFunction(lazy, cut, ir_name, stub_name,
-                                        cut.functions[ir_name].linkage in ("", "external"))
+                                        cut.functions[ir_name].is_strong)
                     replaced.append((new, old))
         self._add_globals(lazy, texts)
         for new, old in replaced:

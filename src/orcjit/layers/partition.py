@@ -43,6 +43,11 @@ class FunctionItem:
     text: str            # the whole definition, header to closing brace
     linkage: str         # "" for external
 
+    @property
+    def is_strong(self) -> bool:
+        """An external definition: it beats weak and linkonce ones of the same name."""
+        return self.linkage in ("", "external")
+
 
 @dataclass(slots=True)
 class GlobalItem:
