@@ -124,9 +124,8 @@ class InProcessExecutor(Executor):
                 raise ExecutorError("segment content larger than the segment")
             dest = r.write_view + (seg.address - r.base)
             # freed pages were punched out of the memfd: the rest is zero already
-            content = seg.content
-            ctypes.memmove(dest, content if isinstance(content, bytes)       # no copy of the
-                           else (ctypes.c_char * n).from_buffer(content), n)  # working buffer
+            # (a copy: a ctypes view of a bytearray needs an array type per length)
+            ctypes.memmove(dest, bytes(seg.content), n)
             span = -(-seg.size // self.page_size) * self.page_size
             if seg.protection is not None:
                 self.protect(seg.address, span, seg.protection)
