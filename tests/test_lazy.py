@@ -253,6 +253,37 @@ def test_replace_while_threads_call(lazy):
     assert call_compute(0) == 5
 
 
+BROKEN_VERSION = """
+@calls = internal global i64 0
+@added = global i64 5
+declare i64 @not_defined_anywhere()
+define i64 @compute(i64 %x) {
+  %m = call i64 @not_defined_anywhere()
+  %r = add i64 %x, %m
+  ret i64 %r
+}
+define i64 @brand_new() {
+  ret i64 1
+}
+"""
+
+
+def test_a_failed_replace_leaves_the_set_as_it_was(lazy):
+    handle = lazy.add_ir(VERSION.format(delta=1))
+    call_compute = lazy.lookup("call_compute", "int64_t(int64_t)")
+    assert call_compute(10) == 11                        # compute has a body: replaced hot
+    linked = set(lazy.linker.handles())
+    with pytest.raises(orcjit.UnresolvedSymbolsError, match="not_defined_anywhere"):
+        lazy.replace(handle, BROKEN_VERSION)
+    assert set(lazy.linker.handles()) == linked          # new globals and bodies freed
+    assert call_compute(10) == 11
+    assert lazy.address("brand_new") == lazy.address("added") == 0
+    assert lazy.release_replaced(handle) == 0            # nothing was retired
+    lazy.replace(handle, VERSION.format(delta=100))      # the set still takes replacements
+    assert call_compute(10) == 110
+    assert lazy.lookup("calls_made", "int64_t()")() == 3
+
+
 def test_replace_needs_a_lazy_jit(jit):
     handle = jit.add_ir(VERSION.format(delta=1))
     with pytest.raises(orcjit.JITError, match="lazy"):

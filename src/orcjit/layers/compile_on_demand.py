@@ -75,6 +75,29 @@ class _LazySet:
     removed: bool = False
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a failed ``replace`` restores of a set."""
+
+    generation: int
+    suffix_count: int
+    globals_count: int
+    global_names: frozenset[str]
+    globals_handle: Handle | None
+
+    @classmethod
+    def of(cls, lazy: _LazySet) -> _Snapshot:
+        return cls(lazy.generation, len(lazy.suffixes), len(lazy.globals_handles),
+                   frozenset(lazy.global_names), lazy.resolver.globals_handle)
+
+    def restore(self, lazy: _LazySet) -> None:
+        lazy.generation = self.generation
+        del lazy.suffixes[self.suffix_count:]
+        del lazy.globals_handles[self.globals_count:]
+        lazy.global_names = set(self.global_names)
+        lazy.resolver.globals_handle = self.globals_handle
+
+
 class _SetResolver:
     """How partitions find names: our stubs first, then the set's resolver.
 
@@ -202,35 +225,43 @@ class CompileOnDemandLayer(Layer):
         one atomic store: every call runs the old body or the new one. Others
         are repointed to a fresh compile callback. Old bodies cannot be known
         to be unused (a thread may be inside one), so they are kept until
-        :meth:`release_replaced` or removal of the set.
+        :meth:`release_replaced` or removal of the set. If any of this fails
+        (a new body does not compile, say), no stub has moved: what was built
+        is freed and the set is as it was.
         """
         with self._lock:
             lazy = self._sets.get(handle)
             if lazy is None:
                 raise JITError(f"unknown or removed handle {handle!r}")
-            lazy.generation += 1
-            # module i replaces module i: its local names must map to the same globals
-            while len(lazy.suffixes) < len(modules):
-                lazy.suffixes.append(f".orc{next(self._set_ids)}")
-            texts = [_cut(module, suffix, generation=lazy.generation)
-                     for module, suffix in zip(modules, lazy.suffixes)]
-            replaced: list[tuple[_LazyFunction, _LazyFunction | None]] = []
-            for cut in texts:
-                for ir_name in cut.defined_functions():
-                    stub_name = cut.stub_name(ir_name)
-                    old = lazy.functions.get(stub_name)
-                    if old is None and any(c.owner is not lazy
-                                           for c in self._candidates.get(stub_name, ())):
-                        raise DuplicateDefinitionError([stub_name])
-                    new = _LazyFunction(lazy, cut, ir_name, stub_name,
-                                        cut.functions[ir_name].is_strong)
-                    replaced.append((new, old))
-        self._add_globals(lazy, texts)
-        for new, old in replaced:
-            new.trampoline = self.callbacks.get_compile_callback(
-                functools.partial(self._compile, new))
-            if old is not None and old.body:
-                self._compile(new)               # hot: have the new body ready first
+            before = _Snapshot.of(lazy)
+        replaced: list[tuple[_LazyFunction, _LazyFunction | None]] = []
+        try:
+            with self._lock:
+                lazy.generation += 1
+                # module i replaces module i: its local names must map to the same globals
+                while len(lazy.suffixes) < len(modules):
+                    lazy.suffixes.append(f".orc{next(self._set_ids)}")
+                texts = [_cut(module, suffix, generation=lazy.generation)
+                         for module, suffix in zip(modules, lazy.suffixes)]
+                for cut in texts:
+                    for ir_name in cut.defined_functions():
+                        stub_name = cut.stub_name(ir_name)
+                        old = lazy.functions.get(stub_name)
+                        if old is None and any(c.owner is not lazy
+                                               for c in self._candidates.get(stub_name, ())):
+                            raise DuplicateDefinitionError([stub_name])
+                        new = _LazyFunction(lazy, cut, ir_name, stub_name,
+                                            cut.functions[ir_name].is_strong)
+                        replaced.append((new, old))
+            self._add_globals(lazy, texts)
+            for new, old in replaced:
+                new.trampoline = self.callbacks.get_compile_callback(
+                    functools.partial(self._compile, new))
+                if old is not None and old.body:
+                    self._compile(new)               # hot: have the new body ready first
+        except BaseException:
+            self._undo_replace(lazy, before, [new for new, _old in replaced])
+            raise
         with self._lock:
             for new, old in replaced:
                 lazy.functions[new.stub_name] = new
@@ -241,6 +272,16 @@ class CompileOnDemandLayer(Layer):
                 else:
                     candidates.append(new)
                 self._point_stub(new.stub_name)      # the one atomic switch
+
+    def _undo_replace(self, lazy: _LazySet, before: _Snapshot,
+                      unused: list[_LazyFunction]) -> None:
+        """A replacement failed before any stub moved: free what it built (new
+        bodies, trampolines, globals partitions) and restore the set."""
+        for function in unused:
+            self._drop(function)
+        for globals_handle in reversed(lazy.globals_handles[before.globals_count:]):
+            self.base.remove_module_set(globals_handle)
+        before.restore(lazy)
 
     def release_replaced(self, handle: Handle) -> int:
         """Free the bodies that replacements retired; returns how many.
