@@ -177,9 +177,14 @@ class _StringTable(dict):
         table = data[self._start:self._end]
         if table.endswith(b"\0"):
             offset = 0
-            for part in table[:-1].split(b"\0"):
-                self[offset] = part.decode("utf-8", "surrogateescape")
-                offset += len(part) + 1
+            if table.isascii():          # the usual case: one decode for the whole table
+                for name in table[:-1].decode("ascii").split("\0"):
+                    self[offset] = name
+                    offset += len(name) + 1
+            else:
+                for part in table[:-1].split(b"\0"):
+                    self[offset] = part.decode("utf-8", "surrogateescape")
+                    offset += len(part) + 1
 
     def __missing__(self, offset: int) -> str:
         start = self._start + offset
@@ -225,43 +230,46 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     _check_range(size, e_shoff, shnum * _SHDR.size, "section header table")
 
     raw = list(_SHDR.iter_unpack(data[e_shoff : e_shoff + shnum * _SHDR.size]))
-    for i, (_n, s_type, _f, _a, s_off, s_size, *_rest) in enumerate(raw):
-        if s_off + s_size > size and s_type not in (SHT_NOBITS, SHT_NULL):
-            _check_range(size, s_off, s_size, f"section {i}")
     if not 0 <= e_shstrndx < shnum or raw[e_shstrndx][1] != SHT_STRTAB:
         raise _bad(f"section name table index {e_shstrndx} is invalid")
     shstr = raw[e_shstrndx]
+    _check_range(size, shstr[4], shstr[5], "section name table")
     names = _StringTable(data, shstr[4], shstr[5], "section")
-    sections = [
-        Section(i, names[n], t, f, off, sz, link, info, align or 1, ent)
-        for i, (n, t, f, _addr, off, sz, link, info, align, ent) in enumerate(raw)
-    ]
-    for s in sections:
-        if s.addralign & (s.addralign - 1):
-            raise _bad(f"section {s.name!r} alignment {s.addralign} is not a power of two")
+    sections = []
+    symtab = None
+    index_tables = []      # SHT_SYMTAB_SHNDX
+    for i, (n, t, f, _addr, off, sz, link, info, align, ent) in enumerate(raw):
+        if off + sz > size and t != SHT_NOBITS and t != SHT_NULL:
+            _check_range(size, off, sz, f"section {i}")
+        section = Section(i, names[n], t, f, off, sz, link, info, align or 1, ent)
+        if align & (align - 1):
+            raise _bad(f"section {section.name!r} alignment {align} is not a power of two")
+        if t == SHT_SYMTAB:
+            if symtab is not None:
+                raise _bad("more than one symbol table")
+            symtab = section
+        elif t == SHT_SYMTAB_SHNDX:
+            index_tables.append(section)
+        elif t == SHT_REL:
+            raise _bad(f"REL section {section.name!r}: only RELA relocations are supported")
+        sections.append(section)
 
     # LLVM names sections and symbols from one string table: split it once
-    symbols = _read_symbols(data, sections, names, e_shstrndx)
+    symbols = (_read_symbols(data, sections, symtab, index_tables, names, e_shstrndx)
+               if symtab else [])
     obj = ObjectFile(data, e_machine, sections, symbols)
     nsyms = len(symbols)
     for s in sections:
         if s.type == SHT_RELA:
             _read_relocations(obj, s, nsyms)
-        elif s.type == SHT_REL:
-            raise _bad(f"REL section {s.name!r}: only RELA relocations are supported")
         elif s.type == SHT_GROUP:
             obj.groups.append(_read_group(data, s, sections, symbols))
     return obj
 
 
-def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTable,
+def _read_symbols(data: bytes, sections: list[Section], symtab: Section,
+                  index_tables: list[Section], section_names: _StringTable,
                   section_names_index: int) -> list[Symbol]:
-    symtabs = [s for s in sections if s.type == SHT_SYMTAB]
-    if not symtabs:
-        return []
-    if len(symtabs) > 1:
-        raise _bad("more than one symbol table")
-    symtab = symtabs[0]
     if symtab.entsize != _SYM.size or symtab.size % _SYM.size:
         raise _bad(f"symbol table entry size {symtab.entsize} / size {symtab.size} invalid")
     if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SHT_STRTAB:
@@ -272,8 +280,8 @@ def _read_symbols(data: bytes, sections: list[Section], section_names: _StringTa
         strtab = sections[symtab.link]
         strings = _StringTable(data, strtab.offset, strtab.size, "symbol")
     xindex: tuple[int, ...] = ()
-    for s in sections:
-        if s.type == SHT_SYMTAB_SHNDX and s.link == symtab.index:
+    for s in index_tables:
+        if s.link == symtab.index:
             if s.size != symtab.size // _SYM.size * 4:
                 raise _bad("SHT_SYMTAB_SHNDX size does not match the symbol table")
             xindex = struct.unpack_from(f"<{s.size // 4}I", data, s.offset)

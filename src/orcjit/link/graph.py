@@ -88,6 +88,9 @@ class LinkGraph:
 _INIT_PREFIXES = {".init_array": False, ".ctors": True, ".preinit_array": False}
 _FINI_PREFIXES = {".fini_array": False, ".dtors": True}
 _INIT_FINI_STARTS = tuple(_INIT_PREFIXES) + tuple(_FINI_PREFIXES)
+#: sections that are tables for the linker, never loaded
+_NOT_LOADED = frozenset({elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB, elf.SHT_STRTAB,
+                         elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX})
 
 
 def _segment_of(section: elf.Section, init_kind: tuple[bool, int, bool] | None) -> Segment:
@@ -145,10 +148,9 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
                       object_data=obj.data,
                       section_blocks=section_blocks)
     for s in sections:
-        if s.index in dropped or s.type in (elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB,
-                                            elf.SHT_STRTAB, elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX):
+        if s.type in _NOT_LOADED or dropped and s.index in dropped:
             continue
-        if not s.is_alloc:
+        if not s.flags & elf.SHF_ALLOC:
             if s.name.startswith(".debug"):
                 graph.debug_sections[s.name] = obj.section_data(s)
             continue
