@@ -125,6 +125,27 @@ class _SetResolver:
         return stub if stub else self.fallback.lookup(name)
 
 
+class _GlobalsResolver:
+    """The resolver of a set's globals partitions: the set's own, and the
+    partition owns the set's DSO (see :class:`_SetResolver`)."""
+
+    owns_dso = True
+
+    def __init__(self, resolver: _SetResolver):
+        self.resolver = resolver
+
+    @property
+    def dylib(self) -> str:
+        return self.resolver.dylib
+
+    @property
+    def dso_handle(self) -> int:
+        return self.resolver.dso_handle
+
+    def lookup(self, name: str) -> int | None:
+        return self.resolver.lookup(name)
+
+
 class CompileOnDemandLayer(Layer):
     """Splits modules into per-function partitions compiled on first call."""
 
@@ -207,7 +228,8 @@ class CompileOnDemandLayer(Layer):
             if not defined - lazy.global_names:
                 continue
             globals_handle = self.base.add_module_set(
-                [parse_ir(cut.globals_partition(lazy.global_names))], None, lazy.resolver)
+                [parse_ir(cut.globals_partition(lazy.global_names))], None,
+                _GlobalsResolver(lazy.resolver))
             lazy.globals_handles.append(globals_handle)
             lazy.global_names |= defined
             if lazy.resolver.globals_handle is None:
