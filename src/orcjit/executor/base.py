@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import NamedTuple
 
 
 class Protection(IntFlag):
@@ -24,8 +25,7 @@ class Protection(IntFlag):
     EXEC = 4
 
 
-@dataclass(frozen=True, slots=True)
-class ActionCall:
+class ActionCall(NamedTuple):
     """A call the executor makes for us: ``function(*args)`` with integer args."""
 
     function: int

@@ -117,6 +117,7 @@ class InProcessExecutor(Executor):
 
     def initialize(self, request: FinalizeRequest) -> int:
         ranges = []
+        key = 0
         for seg in request.segments:
             r = self._reservation(seg.address, seg.size)
             n = len(seg.content)
@@ -130,12 +131,13 @@ class InProcessExecutor(Executor):
             if seg.protection is not None:
                 self.protect(seg.address, span, seg.protection)
             ranges.append((seg.address, span, seg.protection is not None))
+            if not key or seg.address < key:
+                key = seg.address
         deallocate = []
         for finalize, undo in request.actions:
             self.call(finalize)
             if undo is not None:
                 deallocate.append(undo)
-        key = min((r[0] for r in ranges), default=0)
         with self._lock:
             self._initialized[key] = _Initialized(ranges, deallocate)
         return key

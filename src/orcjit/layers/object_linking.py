@@ -28,7 +28,7 @@ from ..arch import x86_64
 from ..errors import ConfigurationError, DuplicateDefinitionError, JITError, LinkError, UnresolvedSymbolsError
 from ..executor.base import Executor
 from ..executor.in_process import InProcessExecutor
-from ..link.elf import SHN_UNDEF, STT_FUNC, parse_object
+from ..link.elf import parse_object
 from ..link.graph import build_graph
 from ..link.linker import STRONG, Binding, Definition, LinkedSet, State
 from ..link.memory import MemoryPool
@@ -84,8 +84,6 @@ class ObjectLinkingLayer(Layer):
 
             graphs = [build_graph(obj, self.arch, names[i] if names else f"<object {i}>",
                                   keep_comdat) for i, obj in enumerate(parsed)]
-            functions = sum(sym.type == STT_FUNC and sym.shndx != SHN_UNDEF
-                            for obj in parsed for sym in obj.symbols)
             linked = LinkedSet(graphs, memory_manager or self.memory_pool.create_memory_manager(),
                                resolver or self.resolver)
             # a resolver may say which JITDylib (symbol namespace) the set joins
@@ -99,7 +97,7 @@ class ObjectLinkingLayer(Layer):
                 self._candidates.setdefault(name, []).append(definition)
             for signature in claimed:
                 self._comdats[signature] = linked
-            self.functions_added += functions
+            self.functions_added += sum(graph.function_count for graph in graphs)
         self.link_seconds += time.perf_counter() - start
         return handle
 
@@ -250,7 +248,6 @@ class ObjectLinkingLayer(Layer):
             linked = stack.pop()
             closure.append(linked)
             resolver = linked.resolver
-            weak = linked.weak_references()
             table: dict[str, Binding] = {}
             names = linked.referenced_names()
             # a set of another's DSO (a lazy partition) files atexit registrations there
@@ -277,14 +274,15 @@ class ObjectLinkingLayer(Layer):
                 if address is None:
                     address = resolver.lookup(name)
                 if address is None:
-                    if name not in weak:
+                    if name not in linked.weak_references():
                         missing.add(name)
                     address = 0
                 table[name] = address
             bindings[id(linked)] = table
         if missing:
             raise UnresolvedSymbolsError(missing)
-        closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
+        if len(closure) > 1:
+            closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
         return closure, bindings
 
     def _rebind(self, name: str) -> None:

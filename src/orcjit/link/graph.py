@@ -74,6 +74,7 @@ class LinkGraph:
     section_blocks: dict[int, Block] = field(default_factory=dict)  # section index -> block
     got_entries: dict[int, int] = field(default_factory=dict)   # target -> GOT entry symbol
     direct_calls: list[tuple[Block, int, int]] = field(default_factory=list)  # rel32 calls
+    function_count: int = 0               # functions defined (for statistics)
 
     def add_symbol(self, name: str, block: Block | None, offset: int, size: int = 0) -> int:
         """Add a synthetic local symbol (GOT entry, stub); returns its index."""
@@ -180,7 +181,9 @@ def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: s
         section = sym.section
         block = section_blocks.get(section) if section is not None else None
         symbol_blocks.append(block)
-        if sym.type == elf.STT_TLS:
+        if sym.type == elf.STT_FUNC and block is not None:
+            graph.function_count += 1
+        elif sym.type == elf.STT_TLS:
             raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "
                                    "is not supported yet")
         if block is not None and sym.value > block.size:
