@@ -148,3 +148,35 @@ def test_object_names_must_match_the_objects():
     with orcjit.JIT() as jit:
         with pytest.raises(orcjit.ConfigurationError, match="2 names given for 1 objects"):
             jit.linker.add_object_set([b"\x7fELF"], names=["a", "b"])
+
+
+ALWAYS_INLINE = """
+define internal i32 @square(i32 %x) alwaysinline {
+  %r = mul i32 %x, %x
+  ret i32 %r
+}
+define i32 @f(i32 %x) {
+  %r = call i32 @square(i32 %x)
+  ret i32 %r
+}
+"""
+
+
+def test_the_o0_pipeline_runs_only_where_it_has_work():
+    optimize = optimization_pipeline(create_target_machine(opt_level=0), 0)
+    plain = parse_ir("define i32 @f(i32 %x) {\n  ret i32 %x\n}")
+    assert plain._orcjit_inert_at_o0                  # nothing for -O0 to do: skipped
+    assert str(optimize(plain)) == str(plain)
+    inlining = parse_ir(ALWAYS_INLINE)
+    assert not hasattr(inlining, "_orcjit_inert_at_o0")
+    assert "call" not in str(optimize(inlining))      # the always-inliner ran
+    coroutine = parse_ir("declare token @llvm.coro.id(i32, ptr, ptr, ptr)\n"
+                         "define void @g() {\n  ret void\n}")
+    assert not hasattr(coroutine, "_orcjit_inert_at_o0")
+
+
+def test_always_inline_functions_work_at_every_level():
+    for opt_level in (0, 2):
+        with orcjit.JIT(opt_level=opt_level) as jit:
+            jit.add_ir(ALWAYS_INLINE)
+            assert jit.lookup("f", "int(int)")(7) == 49

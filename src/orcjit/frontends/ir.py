@@ -22,6 +22,9 @@ _BITCODE_MAGICS = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
 # LLVM prints a module's target lines first: looked for in the head of the text only
 _TARGET_LINE = re.compile(r'^target (triple|datalayout) = "[^"]', re.MULTILINE)
 _TARGET_HEAD = 2048
+# what LLVM's -O0 pipeline acts on: always-inline definitions, -finstrument-functions
+# attributes, coroutine intrinsics (see optimization_pipeline)
+_O0_PIPELINE_WORK = re.compile(r"alwaysinline|instrument-function-|llvm\.coro\.")
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -81,6 +84,8 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True) -> 
             raise InvalidIRError(str(e).strip()) from None
         if len(set(_TARGET_LINE.findall(source, 0, _TARGET_HEAD))) == 2:
             module._orcjit_has_target = True  # type: ignore[attr-defined]
+        if _O0_PIPELINE_WORK.search(source) is None:
+            module._orcjit_inert_at_o0 = True  # type: ignore[attr-defined]
     return _checked(module, name, verify)
 
 

@@ -43,6 +43,14 @@ def optimization_pipeline(target_machine: llvm.TargetMachine,
     a builder per module 1,450 B / 568 us; per 16: 149 B / 569 us; per 32:
     102 B / 614 us; per 64: 71 B / 709 us. Long-running hosts add and remove
     modules for hours, so memory wins: 64.
+
+    At -O0 the pipeline only inlines always-inline functions, instruments
+    functions for -finstrument-functions and lowers coroutines. A module that
+    :func:`~orcjit.frontends.ir.parse_ir` read from text with none of these
+    (``_orcjit_inert_at_o0``) would come out unchanged, so it skips the
+    pipeline: ~90 us per lazily compiled function (bench/README.md). A
+    transform that adds any of them to such a module before this one must
+    delete that attribute.
     """
     if not 0 <= level <= 3:
         raise ConfigurationError(f"optimisation level must be 0..3, not {level!r}")
@@ -51,6 +59,8 @@ def optimization_pipeline(target_machine: llvm.TargetMachine,
     state: dict[str, Any] = {"builder": None, "runs": 0}
 
     def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
+        if level == 0 and getattr(module, "_orcjit_inert_at_o0", False):
+            return module
         with lock:
             if state["builder"] is None or state["runs"] >= BUILDER_RUNS:
                 if state["builder"] is not None:
