@@ -106,6 +106,8 @@ class _SetResolver:
     while its functions still exist.
     """
 
+    owns_dso = False     # its globals partitions do (see _GlobalsResolver)
+
     def __init__(self, layer: CompileOnDemandLayer, fallback: SymbolResolver):
         self.layer, self.fallback = layer, fallback
         self.globals_handle: Handle | None = None
