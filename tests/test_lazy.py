@@ -284,6 +284,51 @@ def test_a_failed_replace_leaves_the_set_as_it_was(lazy):
     assert lazy.lookup("calls_made", "int64_t()")() == 3
 
 
+def test_a_failed_replace_leaves_no_dso_behind(lazy):
+    handle = lazy.add_ir("define i64 @f() {\n  ret i64 1\n}")     # no globals: no DSO yet
+    assert lazy.lookup("f", "int64_t()")() == 1
+    with pytest.raises(orcjit.UnresolvedSymbolsError):
+        lazy.replace(handle, BROKEN_VERSION.replace("@compute", "@f"))
+    assert lazy.lazy._sets[handle].resolver.globals_handle is None
+
+
+def test_replacements_of_one_set_take_turns(lazy):
+    """A failing replacement and a good one at once: the good one lands, and
+    the set goes on taking replacements."""
+    handle = lazy.add_ir(VERSION.format(delta=1))
+    call_compute = lazy.lookup("call_compute", "int64_t(int64_t)")
+    assert call_compute(10) == 11
+    slow_down = threading.Event()
+
+    def on_partition(module, names):
+        if slow_down.is_set() and "compute" in names:
+            time.sleep(0.2)               # the failing replacement is still at work
+
+    lazy.lazy.on_partition = on_partition
+    slow_down.set()
+    errors: list[BaseException] = []
+
+    def replace(text: str) -> None:
+        try:
+            lazy.replace(handle, text)
+        except orcjit.JITError as error:
+            errors.append(error)
+
+    failing = threading.Thread(target=replace, args=(BROKEN_VERSION,))
+    failing.start()
+    time.sleep(0.05)
+    good = threading.Thread(target=replace, args=(VERSION.format(delta=100),))
+    good.start()
+    failing.join()
+    good.join()
+    slow_down.clear()
+    assert [type(e) for e in errors] == [orcjit.UnresolvedSymbolsError]
+    assert call_compute(10) == 110
+    for delta in (200, 300):
+        lazy.replace(handle, VERSION.format(delta=delta))
+        assert call_compute(10) == 10 + delta
+
+
 def test_replace_needs_a_lazy_jit(jit):
     handle = jit.add_ir(VERSION.format(delta=1))
     with pytest.raises(orcjit.JITError, match="lazy"):

@@ -25,6 +25,8 @@ _TARGET_HEAD = 2048
 # what LLVM's -O0 pipeline acts on: always-inline definitions, -finstrument-functions
 # attributes, coroutine intrinsics (see optimization_pipeline)
 _O0_PIPELINE_WORK = re.compile(r"alwaysinline|instrument-function-|llvm\.coro\.")
+#: attributes parse_ir notes on a module parsed from text
+_TEXT_NOTES = ("_orcjit_has_target", "_orcjit_inert_at_o0")
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -53,10 +55,17 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True) -> 
 
     ``verify=False`` skips the verifier (~0.25 ms for a small module) for IR
     derived from a module that was verified already.
+
+    What is noted about parsed text (target lines present, nothing for the
+    -O0 pipeline to do) describes that text: a ModuleRef handed in, which
+    may have changed since, loses those notes.
     """
     initialize_llvm()
     if isinstance(source, llvm.ModuleRef):
         module = source
+        for note in _TEXT_NOTES:
+            if hasattr(module, note):
+                delattr(module, note)
     else:
         if isinstance(source, (bytes, bytearray, memoryview)):
             if is_bitcode(source):

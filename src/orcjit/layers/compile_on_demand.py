@@ -73,29 +73,26 @@ class _LazySet:
     aliases: list[str] = field(default_factory=list)
     generation: int = 0
     removed: bool = False
+    replacing: threading.Lock = field(default_factory=threading.Lock)   # one replace at a time
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """What a failed ``replace`` restores of a set."""
+    """What a failed ``replace`` restores of a set (the generation only ever
+    grows: a number left unused is harmless)."""
 
-    generation: int
     suffix_count: int
     globals_count: int
     global_names: frozenset[str]
-    globals_handle: Handle | None
 
     @classmethod
     def of(cls, lazy: _LazySet) -> _Snapshot:
-        return cls(lazy.generation, len(lazy.suffixes), len(lazy.globals_handles),
-                   frozenset(lazy.global_names), lazy.resolver.globals_handle)
+        return cls(len(lazy.suffixes), len(lazy.globals_handles), frozenset(lazy.global_names))
 
     def restore(self, lazy: _LazySet) -> None:
-        lazy.generation = self.generation
         del lazy.suffixes[self.suffix_count:]
         del lazy.globals_handles[self.globals_count:]
         lazy.global_names = set(self.global_names)
-        lazy.resolver.globals_handle = self.globals_handle
 
 
 class _SetResolver:
@@ -216,15 +213,20 @@ class CompileOnDemandLayer(Layer):
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
         try:
-            self._add_globals(lazy, texts)
+            self._add_globals(lazy, texts, claim_dso=True)
         except BaseException:
             self.remove_module_set(handle)
             raise
         return handle
 
-    def _add_globals(self, lazy: _LazySet, texts: list[ModuleText]) -> None:
+    def _add_globals(self, lazy: _LazySet, texts: list[ModuleText],
+                     claim_dso: bool = False) -> list[Handle]:
         """Send the modules' new global variables down as partitions, linked now
-        (so their constructors run before anything else of the set is called)."""
+        (so their constructors run before anything else of the set is called);
+        returns their handles. With ``claim_dso``, the first becomes the set's
+        DSO (see _SetResolver) before its constructors run, since they may
+        compile functions that register destructors."""
+        added = []
         for cut in texts:
             defined = cut.defined_globals()
             if not defined - lazy.global_names:
@@ -233,10 +235,12 @@ class CompileOnDemandLayer(Layer):
                 [parse_ir(cut.globals_partition(lazy.global_names))], None,
                 _GlobalsResolver(lazy.resolver))
             lazy.globals_handles.append(globals_handle)
+            added.append(globals_handle)
             lazy.global_names |= defined
-            if lazy.resolver.globals_handle is None:
+            if claim_dso and lazy.resolver.globals_handle is None:
                 lazy.resolver.globals_handle = globals_handle
             self.base.emit(globals_handle)  # type: ignore[attr-defined]
+        return added
 
     # -- hot replacement -------------------------------------------------------------
     def replace(self, handle: Handle, modules: Sequence[Any]) -> None:
@@ -255,10 +259,17 @@ class CompileOnDemandLayer(Layer):
         """
         with self._lock:
             lazy = self._sets.get(handle)
-            if lazy is None:
+        if lazy is None:
+            raise JITError(f"unknown or removed handle {handle!r}")
+        with lazy.replacing:
+            if lazy.removed:
                 raise JITError(f"unknown or removed handle {handle!r}")
-            before = _Snapshot.of(lazy)
+            self._replace(lazy, modules)
+
+    def _replace(self, lazy: _LazySet, modules: Sequence[Any]) -> None:
+        before = _Snapshot.of(lazy)
         replaced: list[tuple[_LazyFunction, _LazyFunction | None]] = []
+        added: list[Handle] = []
         try:
             with self._lock:
                 lazy.generation += 1
@@ -277,7 +288,7 @@ class CompileOnDemandLayer(Layer):
                         new = _LazyFunction(lazy, cut, ir_name, stub_name,
                                             cut.functions[ir_name].is_strong)
                         replaced.append((new, old))
-            self._add_globals(lazy, texts)
+            added = self._add_globals(lazy, texts)
             for new, old in replaced:
                 new.trampoline = self.callbacks.get_compile_callback(
                     functools.partial(self._compile, new))
@@ -287,6 +298,9 @@ class CompileOnDemandLayer(Layer):
             self._undo_replace(lazy, before, [new for new, _old in replaced])
             raise
         with self._lock:
+            # only now: a replacement that fails must leave no partition bound to its DSO
+            if lazy.resolver.globals_handle is None and added:
+                lazy.resolver.globals_handle = added[0]
             for new, old in replaced:
                 lazy.functions[new.stub_name] = new
                 candidates = self._candidates.setdefault(new.stub_name, [])
@@ -410,8 +424,11 @@ class CompileOnDemandLayer(Layer):
     # -- removal -------------------------------------------------------------------
     def remove_module_set(self, handle: Handle) -> None:
         with self._lock:
-            lazy = self._sets.pop(handle, None)
-            if lazy is None:
+            lazy = self._sets.get(handle)
+        if lazy is None:
+            raise JITError(f"unknown or already removed handle {handle!r}")
+        with lazy.replacing, self._lock:      # not while a replacement is under way
+            if self._sets.pop(handle, None) is None:
                 raise JITError(f"unknown or already removed handle {handle!r}")
             # globals first: their destructors may still call the set's functions
             for globals_handle in lazy.globals_handles:

@@ -4,7 +4,7 @@
 
 1. **definitions** (at add time): choose the set's definition of each name
    (strong over weak over COMMON, first of equals), allocate COMMON
-   symbols, give the set its own ``__dso_handle``;
+   symbols, give the set its own ``__dso_handle`` if it needs one;
 2. **allocate**, once every name is bound: build GOT and PLT, lay blocks
    out per segment, take memory, assign addresses;
 3. **fix up** every edge into working memory (after every set that this

@@ -1,6 +1,7 @@
 """Platform runtime for JIT'd code: constructors, destructors, atexit, eh-frames.
 
-Each object set is its own "DSO": it has its own ``__dso_handle``, so the
+Each object set is its own "DSO": a set whose code mentions ``__dso_handle``
+gets its own (the partitions of a lazily compiled module share one), so the
 destructors JIT'd code registers with ``__cxa_atexit`` (C++ globals and
 function-local statics) are kept per set and run when that set is removed,
 before its memory goes -- not at process exit, when it would be gone.
