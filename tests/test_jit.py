@@ -264,3 +264,34 @@ def test_empty_target_lines_are_filled_in():
     prepare_for_target(module, "x86_64-unknown-linux-gnu", layout)
     assert module.triple == "x86_64-unknown-linux-gnu" and module.data_layout == layout
     dispose(module)
+
+
+def test_shared_contexts_serve_a_thread_then_retire(monkeypatch):
+    """Partitions parse into one context per thread, replaced after a while;
+    a retired context is closed once its last module is gone."""
+    import threading
+
+    import orcjit.frontends.ir as frontend
+
+    monkeypatch.setattr(frontend, "SHARED_CONTEXT_USES", 3)
+    text = "define i32 @f() {\n  ret i32 1\n}"
+    modules = [parse_ir(text, shared_context=True) for _ in range(4)]
+    contexts = [m._orcjit_context for m in modules]
+    assert contexts[0] is contexts[1] is contexts[2] is not contexts[3]
+    first = contexts[0]
+    assert first.retired and first.live == 3 and not first.context.closed
+    with pytest.raises(orcjit.InvalidIRError):
+        parse_ir("define i32 @g( {", shared_context=True)   # a failed parse spoils nothing
+    for module in modules[:3]:
+        dispose(module)
+    assert first.live == 0 and first.context.closed
+    others = []
+    thread = threading.Thread(target=lambda: others.append(parse_ir(text, shared_context=True)))
+    thread.start()
+    thread.join()
+    assert others[0]._orcjit_context is not contexts[3]     # each thread has its own
+    for module in (modules[3], others[0]):
+        dispose(module)
+    again = parse_ir(text, shared_context=True)
+    assert str(again).count("define") == 1
+    dispose(again)

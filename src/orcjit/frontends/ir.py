@@ -50,11 +50,64 @@ def is_bitcode(data: bytes | bytearray | memoryview) -> bool:
     return bytes(data[:4]) in _BITCODE_MAGICS
 
 
-def parse_ir(source: IRSource, name: str | None = None, verify: bool = True) -> llvm.ModuleRef:
+#: modules one shared context parses before it is retired (see _SharedContext)
+SHARED_CONTEXT_USES = 64
+
+
+class _SharedContext:
+    """One thread's LLVMContext for many short-lived modules (lazy partitions).
+
+    A context per partition costs ~35 us to create and destroy (see
+    bench/README.md). But a context keeps what its modules made unique
+    (types, constants) after they are freed, so one serves
+    ``SHARED_CONTEXT_USES`` modules and is then retired: closed when its
+    last module is disposed. Contexts are per thread, because LLVM's are not
+    thread-safe and lazy compilation runs on many threads.
+    """
+
+    _of_thread = threading.local()
+
+    def __init__(self) -> None:
+        self.context = llvm.create_context()
+        self.uses = self.live = 0
+        self.retired = False
+        self._lock = threading.Lock()     # a module may be disposed on another thread
+
+    @classmethod
+    def for_this_thread(cls) -> _SharedContext:
+        shared: _SharedContext | None = getattr(cls._of_thread, "current", None)
+        if shared is None or shared.uses >= SHARED_CONTEXT_USES:
+            if shared is not None:
+                shared.retire()
+            shared = cls._of_thread.current = cls()
+        shared.uses += 1
+        return shared
+
+    def retire(self) -> None:
+        with self._lock:
+            self.retired = True
+            if not self.live:
+                self.context.close()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self.live += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.live -= 1
+            if self.retired and not self.live:
+                self.context.close()
+
+
+def parse_ir(source: IRSource, name: str | None = None, verify: bool = True,
+             shared_context: bool = False) -> llvm.ModuleRef:
     """Parse IR in any accepted form and verify it; raises InvalidIRError.
 
     ``verify=False`` skips the verifier (~0.25 ms for a small module) for IR
-    derived from a module that was verified already.
+    derived from a module that was verified already. ``shared_context``
+    parses IR text into this thread's shared context (for many small
+    modules that are compiled and disposed at once, such as partitions).
 
     What is noted about parsed text (target lines present, nothing for the
     -O0 pipeline to do) describes that text: a ModuleRef handed in, which
@@ -86,9 +139,10 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True) -> 
                 raise InvalidIRError(
                     f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
                     "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
-        context = llvm.create_context()
+        shared = _SharedContext.for_this_thread() if shared_context else None
+        context = shared.context if shared else llvm.create_context()
         try:
-            module = _owning(llvm.parse_assembly(source, context=context), context)
+            module = _owning(llvm.parse_assembly(source, context=context), shared or context)
         except RuntimeError as e:
             raise InvalidIRError(str(e).strip()) from None
         if len(set(_TARGET_LINE.findall(source, 0, _TARGET_HEAD))) == 2:
@@ -98,8 +152,12 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True) -> 
     return _checked(module, name, verify)
 
 
-def _owning(module: llvm.ModuleRef, context: llvm.ContextRef) -> llvm.ModuleRef:
-    """Tie a context to its module; :func:`dispose` frees both, module first."""
+def _owning(module: llvm.ModuleRef,
+            context: llvm.ContextRef | _SharedContext) -> llvm.ModuleRef:
+    """Tie a context to its module; :func:`dispose` frees both, module first
+    (a shared context only once it is retired and this was its last module)."""
+    if isinstance(context, _SharedContext):
+        context.acquire()
     module._orcjit_context = context  # type: ignore[attr-defined]
     return module
 
@@ -115,8 +173,11 @@ def dispose(module: llvm.ModuleRef) -> None:
     if context is None:
         return
     module.close()
-    context.close()
     del module._orcjit_context
+    if isinstance(context, _SharedContext):
+        context.release()
+    else:
+        context.close()
 
 
 def _checked(module: llvm.ModuleRef, name: str | None, verify: bool = True) -> llvm.ModuleRef:

@@ -490,7 +490,7 @@ class CompileOnDemandLayer(Layer):
         parsed = time.perf_counter()
         # cut from a module verified when it was added: no second verification
         module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
-                          verify=False)
+                          verify=False, shared_context=True)
         self.partition_seconds += parsed - start
         self.parse_seconds += time.perf_counter() - parsed
         if self.on_partition is not None and not tier:
