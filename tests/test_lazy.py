@@ -284,12 +284,68 @@ def test_a_failed_replace_leaves_the_set_as_it_was(lazy):
     assert lazy.lookup("calls_made", "int64_t()")() == 3
 
 
-def test_a_failed_replace_leaves_no_dso_behind(lazy):
-    handle = lazy.add_ir("define i64 @f() {\n  ret i64 1\n}")     # no globals: no DSO yet
-    assert lazy.lookup("f", "int64_t()")() == 1
+def test_a_failed_replace_keeps_the_sets_dso(lazy):
+    handle = lazy.add_ir("define i64 @f() {\n  ret i64 1\n}")     # no globals
+    dso = lazy.lazy._sets[handle].resolver.dso_handle
+    assert dso and lazy.lookup("f", "int64_t()")() == 1
     with pytest.raises(orcjit.UnresolvedSymbolsError):
         lazy.replace(handle, BROKEN_VERSION.replace("@compute", "@f"))
-    assert lazy.lazy._sets[handle].resolver.globals_handle is None
+    assert lazy.lazy._sets[handle].resolver.dso_handle == dso
+
+
+STATIC_LOCAL = """
+@obj = internal global i64 0
+@guard = internal global i64 0
+@__dso_handle = external hidden global i8
+declare i32 @__cxa_atexit(ptr, ptr, ptr)
+declare void @record(i64)
+define void @destroy(ptr %p) {
+  %v = load i64, ptr %p
+  call void @record(i64 %v)
+  store i64 -1, ptr %p
+  ret void
+}
+define i64 @f() {
+  %g = load i64, ptr @guard
+  %first = icmp eq i64 %g, 0
+  br i1 %first, label %init, label %done
+init:
+  store i64 1, ptr @guard
+  store i64 42, ptr @obj
+  %r = call i32 @__cxa_atexit(ptr @destroy, ptr @obj, ptr @__dso_handle)
+  br label %done
+done:
+  %v = load i64, ptr @obj
+  ret i64 %v
+}
+"""
+
+
+@pytest.mark.parametrize("first", ["define i64 @f() {\n  ret i64 1\n}", STATIC_LOCAL])
+def test_destructors_registered_by_any_body_run_when_the_set_goes(lazy, first):
+    """A body registers a destructor under the set's DSO, not its own: freeing
+    a replaced body does not run it, removing the set does."""
+    destroyed: list[int] = []
+    lazy.define("record", destroyed.append, "void(int64_t)")
+    handle = lazy.add_ir(first)
+    f = lazy.lookup("f", "int64_t()")
+    f()                                   # compiled: replacements of f are compiled at once
+    lazy.replace(handle, STATIC_LOCAL)
+    assert f() == 42                      # registered its destructor
+    lazy.replace(handle, STATIC_LOCAL)
+    assert lazy.release_replaced(handle) > 0
+    assert f() == 42 and destroyed == []  # still alive
+    lazy.remove(handle)
+    assert destroyed == [42]
+
+
+def test_a_hot_replacement_may_call_functions_new_to_it(lazy):
+    handle = lazy.add_ir("define i64 @f() {\n  ret i64 1\n}")
+    f = lazy.lookup("f", "int64_t()")
+    assert f() == 1
+    lazy.replace(handle, "define i64 @helper() {\n  ret i64 2\n}\n"
+                         "define i64 @f() {\n  %v = call i64 @helper()\n  ret i64 %v\n}")
+    assert f() == 2
 
 
 def test_replacements_of_one_set_take_turns(lazy):

@@ -65,11 +65,10 @@ class JITSymbol:
 class SymbolResolver(Protocol):
     """Finds addresses of names a module set references but does not define.
 
-    The object linking layer also reads three optional attributes of a
-    set's resolver: ``dylib`` (the JITDylib the set joins, see
-    :class:`InDylib`), ``dso_handle`` (the ``__dso_handle`` of the DSO the
-    set belongs to, if another set's) and ``owns_dso`` (later sets will
-    share this set's DSO: it needs a ``__dso_handle`` of its own).
+    The object linking layer also reads two optional attributes of a set's
+    resolver: ``dylib`` (the JITDylib the set joins, see :class:`InDylib`)
+    and ``dso_handle`` (the ``__dso_handle`` of the DSO the set belongs to,
+    if not its own; see :meth:`ObjectLinkingLayer.run_atexit`).
     """
 
     def lookup(self, name: str) -> int | None:

@@ -91,6 +91,6 @@ class ForwardingLayer(Layer):
         """Forwarded to the object layer (see ObjectLinkingLayer.observe_call_sites)."""
         self.base.observe_call_sites(observer)  # type: ignore[attr-defined]
 
-    def dso_handle_of(self, handle: Handle) -> int:
-        """The set's ``__dso_handle``: where its atexit registrations are filed."""
-        return self.base.dso_handle_of(handle)  # type: ignore[attr-defined, no-any-return]
+    def run_atexit(self, dso_handle: int) -> None:
+        """Forwarded to the object layer (see ObjectLinkingLayer.run_atexit)."""
+        self.base.run_atexit(dso_handle)  # type: ignore[attr-defined]

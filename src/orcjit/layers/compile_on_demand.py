@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import DuplicateDefinitionError, JITError
 from ..frontends.ir import dispose, parse_ir
 from ..lazy import CompileCallbackManager, DirectStubsManager, IndirectStubsManager
+from ..link.graph import Segment
 from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
 from .base import Handle, Layer
 from .partition import ModuleText
@@ -98,51 +99,24 @@ class _Snapshot:
 class _SetResolver:
     """How partitions find names: our stubs first, then the set's resolver.
 
-    It also names the set's DSO -- that of its globals partition -- so that
-    destructors registered by any partition run when the set is removed,
-    while its functions still exist.
+    It also names the set's DSO: eight bytes of JIT memory the set holds
+    from add to removal, whose address every partition of the set (globals,
+    bodies, replacements, second-tier bodies) uses as ``__dso_handle``. So
+    destructors registered by any of them run when the set is removed, while
+    its functions still exist, not when one partition goes.
     """
-
-    owns_dso = False     # its globals partitions do (see _GlobalsResolver)
 
     def __init__(self, layer: CompileOnDemandLayer, fallback: SymbolResolver):
         self.layer, self.fallback = layer, fallback
-        self.globals_handle: Handle | None = None
+        self.dso_handle = 0      # given when the set is registered
 
     @property
     def dylib(self) -> str:
         return getattr(self.fallback, "dylib", "")
 
-    @property
-    def dso_handle(self) -> int:
-        if self.globals_handle is None:
-            return 0
-        return self.layer.base.dso_handle_of(self.globals_handle)  # type: ignore[attr-defined, no-any-return]
-
     def lookup(self, name: str) -> int | None:
         stub = self.layer.stubs.find_stub(self.layer.aliases.get(name, name))
         return stub if stub else self.fallback.lookup(name)
-
-
-class _GlobalsResolver:
-    """The resolver of a set's globals partitions: the set's own, and the
-    partition owns the set's DSO (see :class:`_SetResolver`)."""
-
-    owns_dso = True
-
-    def __init__(self, resolver: _SetResolver):
-        self.resolver = resolver
-
-    @property
-    def dylib(self) -> str:
-        return self.resolver.dylib
-
-    @property
-    def dso_handle(self) -> int:
-        return self.resolver.dso_handle
-
-    def lookup(self, name: str) -> int | None:
-        return self.resolver.lookup(name)
 
 
 class CompileOnDemandLayer(Layer):
@@ -210,37 +184,29 @@ class CompileOnDemandLayer(Layer):
                     self.aliases[cut.stub_name(alias)] = cut.stub_name(target)
                     lazy.aliases.append(cut.stub_name(alias))
             handle = Handle()
+            lazy.resolver.dso_handle = self.stubs.pool.allocate(8, Segment.RODATA)
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
         try:
-            self._add_globals(lazy, texts, claim_dso=True)
+            self._add_globals(lazy, texts)
         except BaseException:
             self.remove_module_set(handle)
             raise
         return handle
 
-    def _add_globals(self, lazy: _LazySet, texts: list[ModuleText],
-                     claim_dso: bool = False) -> list[Handle]:
+    def _add_globals(self, lazy: _LazySet, texts: list[ModuleText]) -> None:
         """Send the modules' new global variables down as partitions, linked now
-        (so their constructors run before anything else of the set is called);
-        returns their handles. With ``claim_dso``, the first becomes the set's
-        DSO (see _SetResolver) before its constructors run, since they may
-        compile functions that register destructors."""
-        added = []
+        (so their constructors run before anything else of the set is called)."""
         for cut in texts:
             defined = cut.defined_globals()
             if not defined - lazy.global_names:
                 continue
             globals_handle = self.base.add_module_set(
-                [parse_ir(cut.globals_partition(lazy.global_names))], None,
-                _GlobalsResolver(lazy.resolver))
+                [parse_ir(cut.globals_partition(lazy.global_names), shared_context=True)],
+                None, lazy.resolver)
             lazy.globals_handles.append(globals_handle)
-            added.append(globals_handle)
             lazy.global_names |= defined
-            if claim_dso and lazy.resolver.globals_handle is None:
-                lazy.resolver.globals_handle = globals_handle
             self.base.emit(globals_handle)  # type: ignore[attr-defined]
-        return added
 
     # -- hot replacement -------------------------------------------------------------
     def replace(self, handle: Handle, modules: Sequence[Any]) -> None:
@@ -269,7 +235,7 @@ class CompileOnDemandLayer(Layer):
     def _replace(self, lazy: _LazySet, modules: Sequence[Any]) -> None:
         before = _Snapshot.of(lazy)
         replaced: list[tuple[_LazyFunction, _LazyFunction | None]] = []
-        added: list[Handle] = []
+        new_stubs: list[str] = []
         try:
             with self._lock:
                 lazy.generation += 1
@@ -288,19 +254,22 @@ class CompileOnDemandLayer(Layer):
                         new = _LazyFunction(lazy, cut, ir_name, stub_name,
                                             cut.functions[ir_name].is_strong)
                         replaced.append((new, old))
-            added = self._add_globals(lazy, texts)
+            self._add_globals(lazy, texts)
+            with self._lock:
+                for new, old in replaced:
+                    new.trampoline = self.callbacks.get_compile_callback(
+                        functools.partial(self._compile, new))
+                    if old is None and new.stub_name not in self.stubs:
+                        # the new bodies compiled below may call functions new to this replacement
+                        self.stubs.create_stub(new.stub_name, new.trampoline)
+                        new_stubs.append(new.stub_name)
             for new, old in replaced:
-                new.trampoline = self.callbacks.get_compile_callback(
-                    functools.partial(self._compile, new))
                 if old is not None and old.body:
                     self._compile(new)               # hot: have the new body ready first
         except BaseException:
-            self._undo_replace(lazy, before, [new for new, _old in replaced])
+            self._undo_replace(lazy, before, [new for new, _old in replaced], new_stubs)
             raise
         with self._lock:
-            # only now: a replacement that fails must leave no partition bound to its DSO
-            if lazy.resolver.globals_handle is None and added:
-                lazy.resolver.globals_handle = added[0]
             for new, old in replaced:
                 lazy.functions[new.stub_name] = new
                 candidates = self._candidates.setdefault(new.stub_name, [])
@@ -312,9 +281,13 @@ class CompileOnDemandLayer(Layer):
                 self._point_stub(new.stub_name)      # the one atomic switch
 
     def _undo_replace(self, lazy: _LazySet, before: _Snapshot,
-                      unused: list[_LazyFunction]) -> None:
-        """A replacement failed before any stub moved: free what it built (new
-        bodies, trampolines, globals partitions) and restore the set."""
+                      unused: list[_LazyFunction], new_stubs: list[str]) -> None:
+        """A replacement failed before any existing stub moved: free what it
+        built (stubs of new names, new bodies, trampolines, globals
+        partitions) and restore the set."""
+        with self._lock:
+            for name in new_stubs:
+                self.stubs.remove_stub(name)
         for function in unused:
             self._drop(function)
         for globals_handle in reversed(lazy.globals_handles[before.globals_count:]):
@@ -427,27 +400,34 @@ class CompileOnDemandLayer(Layer):
             lazy = self._sets.get(handle)
         if lazy is None:
             raise JITError(f"unknown or already removed handle {handle!r}")
-        with lazy.replacing, self._lock:      # not while a replacement is under way
-            if self._sets.pop(handle, None) is None:
-                raise JITError(f"unknown or already removed handle {handle!r}")
-            # globals first: their destructors may still call the set's functions
+        with lazy.replacing:                  # not while a replacement is under way
+            with self._lock:
+                if self._sets.pop(handle, None) is None:
+                    raise JITError(f"unknown or already removed handle {handle!r}")
+            # Destructors first, while the set's functions can still be called
+            # (and compiled: so no layer lock is held): those registered with
+            # __cxa_atexit, then the globals partitions' own.
+            self.base.run_atexit(lazy.resolver.dso_handle)  # type: ignore[attr-defined]
             for globals_handle in lazy.globals_handles:
                 self.base.remove_module_set(globals_handle)
-            lazy.removed = True
-            for old in lazy.retired_handles:
-                self._remove_partition(old)
-            for alias in lazy.aliases:
-                self.aliases.pop(alias, None)
-            for function in lazy.retired:
-                self._drop(function)
-            for function in lazy.functions.values():
-                self._drop(function)
-                with function.lock:
+            with self._lock:
+                lazy.removed = True           # first calls from now on fail
+                for alias in lazy.aliases:
+                    self.aliases.pop(alias, None)
+                for function in lazy.functions.values():
                     candidates = self._candidates[function.stub_name]
                     candidates.remove(function)
                     if not candidates:
                         del self._candidates[function.stub_name]
                     self._point_stub(function.stub_name)
+            # a first call still compiling finishes before its function is dropped
+            for old in lazy.retired_handles:
+                self._remove_partition(old)
+            for function in lazy.retired:
+                self._drop(function)
+            for function in lazy.functions.values():
+                self._drop(function)
+            self.stubs.pool.free(lazy.resolver.dso_handle, 8, Segment.RODATA)
 
     def handles(self) -> list[Handle]:
         return list(self._sets)
@@ -493,9 +473,13 @@ class CompileOnDemandLayer(Layer):
                           verify=False, shared_context=True)
         self.partition_seconds += parsed - start
         self.parse_seconds += time.perf_counter() - parsed
-        if self.on_partition is not None and not tier:
-            self.on_partition(module, [function.stub_name])
-        handle = base.add_module_set([module], None, function.owner.resolver)
+        try:
+            if self.on_partition is not None and not tier:
+                self.on_partition(module, [function.stub_name])
+            handle = base.add_module_set([module], None, function.owner.resolver)
+        except BaseException:
+            dispose(module)        # (if the compile layer has not: it frees what it compiled)
+            raise
         if self.patcher:
             self.patcher.partitions.add(handle)
         try:

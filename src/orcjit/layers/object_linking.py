@@ -168,10 +168,11 @@ class ObjectLinkingLayer(Layer):
         address of the 32-bit displacement), e.g. to patch calls to lazy stubs."""
         self._call_observers.append(observer)
 
-    def dso_handle_of(self, handle: Handle) -> int:
-        """The ``__dso_handle`` address of a linked set (0 before it is linked)."""
-        linked = self._sets.get(handle)
-        return linked.dso_handle if linked and linked.state is State.FINALIZED else 0
+    def run_atexit(self, dso_handle: int) -> None:
+        """Run the destructors JIT'd code registered with ``__cxa_atexit`` under
+        ``dso_handle`` (latest first): for DSOs that are not one set's own
+        (a resolver's ``dso_handle``), whose owner says when they go."""
+        self.platform.run_finalizers(dso_handle, [])
 
     # -- linking -------------------------------------------------------------------
     def emit(self, handle: Handle) -> None:

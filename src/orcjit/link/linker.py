@@ -135,17 +135,14 @@ class LinkedSet:
     def _define_dso_handle(self) -> None:
         """Each set is its own "DSO": ``__cxa_atexit`` registrations name it.
 
-        Only code that mentions ``__dso_handle`` can register, so a set gets
-        one if its code does, or if its resolver says later sets will file
-        their registrations under it (``owns_dso``: a lazily compiled
-        module's globals partition). Sets that belong to another's DSO get
-        its address from their resolver (``dso_handle``) instead.
+        Only code that mentions ``__dso_handle`` can register, so only such
+        a set gets one -- unless its resolver names the DSO it belongs to
+        (``dso_handle``: the partitions of a lazily compiled module share
+        their module set's).
         """
         if "__dso_handle" in self.definitions or not self.graphs:
             return
-        if not (self.references_dso_handle or getattr(self.resolver, "owns_dso", False)):
-            return
-        if getattr(self.resolver, "dso_handle", 0):
+        if not self.references_dso_handle or getattr(self.resolver, "dso_handle", 0):
             return
         graph = self.graphs[0]
         block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
