@@ -142,7 +142,8 @@ class LinkedSet:
         """
         if "__dso_handle" in self.definitions or not self.graphs:
             return
-        if not self.references_dso_handle or getattr(self.resolver, "dso_handle", 0):
+        shared: int = getattr(self.resolver, "dso_handle", 0)
+        if shared or not self.references_dso_handle:
             return
         graph = self.graphs[0]
         block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
