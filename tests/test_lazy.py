@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import random
-import subprocess
-import sys
 import time
 import threading
 
@@ -512,62 +510,3 @@ def test_removing_a_set_while_its_functions_wait_for_the_second_tier(capfd):
         handle = jit.add_ir(CHAIN)
         assert jit.lookup("second", "int(int)")(2) == 5
     assert "failed" not in capfd.readouterr().err
-
-
-CONSTRUCTOR_CALLING = """
-@x = global i64 0
-declare i64 @{callee}()
-define internal void @init() {{
-  %v = call i64 @{callee}()
-  store i64 %v, ptr @x
-  ret void
-}}
-@llvm.global_ctors = appending global [1 x {{ i32, ptr, ptr }}] [{{ i32, ptr, ptr }} {{ i32 65535, ptr @init, ptr null }}]
-"""
-
-
-def test_a_constructor_may_call_a_function_another_thread_is_compiling():
-    """Constructors run outside the linker's lock: the compilation they wait
-    for needs it. (In a child process: a deadlock there must not hang the tests.)"""
-    script = f"""
-import ctypes, threading, time, orcjit
-with orcjit.LazyJIT() as jit:
-    jit.add_ir("define i64 @slow() {{\\n  ret i64 7\\n}}")
-    compiling = threading.Event()
-    def hold(module, names):
-        if threading.current_thread().name == "first caller":
-            compiling.set()
-            time.sleep(0.3)
-    jit.lazy.on_partition = hold
-    caller = threading.Thread(target=jit.lookup("slow", "int64_t()"), name="first caller")
-    caller.start()
-    compiling.wait()
-    jit.add_ir({CONSTRUCTOR_CALLING.format(callee="slow")!r})
-    caller.join()
-    print("x =", ctypes.c_int64.from_address(jit.address("x")).value)
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
-    assert result.stdout.strip() == "x = 7", result.stderr
-
-
-def test_other_threads_wait_for_a_sets_constructors():
-    started = threading.Event()
-    finished: list[bool] = []
-
-    def slow_start() -> int:
-        started.set()
-        time.sleep(0.3)
-        finished.append(True)
-        return 5
-
-    with orcjit.JIT() as jit:
-        jit.define("slow_start", slow_start, "int64_t()")
-        adder = threading.Thread(target=jit.add_ir,
-                                 args=(CONSTRUCTOR_CALLING.format(callee="slow_start"),))
-        adder.start()
-        assert started.wait(10)
-        address = jit.address("x")                # the set is linked, its constructor running
-        assert finished == [True]
-        assert ctypes.c_int64.from_address(address).value == 5
-        adder.join()

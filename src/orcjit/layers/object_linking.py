@@ -133,21 +133,16 @@ class ObjectLinkingLayer(Layer):
         return max(candidates, key=lambda c: c.strength)     # the first of equals
 
     def _symbol(self, definition: Definition) -> JITSymbol:
-        owner = definition.owner
-        if owner.state is State.FINALIZED and (owner.initialized is None
-                                               or owner.initialized.is_set()):
+        if definition.owner.state is State.FINALIZED:
             return JITSymbol(definition.address, definition.flags)
         return JITSymbol(lambda: self._address_after_link(definition), definition.flags)
 
     def _address_after_link(self, definition: Definition) -> int:
-        due: list[LinkedSet] = []
         with self._lock:
             if definition.owner.state is State.REMOVED:
                 return 0
-            self._materialize(definition.owner, due)
-        self._run_initializers(due)
-        self._wait_for_initializers(definition.owner)
-        return definition.address
+            self._materialize(definition.owner)
+            return definition.address
 
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
         with self._lock:
@@ -181,38 +176,14 @@ class ObjectLinkingLayer(Layer):
 
     # -- linking -------------------------------------------------------------------
     def emit(self, handle: Handle) -> None:
-        """Link and finalise a set (and any pending set it needs) now; returns
-        once their static constructors have run."""
-        due: list[LinkedSet] = []
+        """Link and finalise a set (and any pending set it needs) now."""
         with self._lock:
             linked = self._sets.get(handle)
             if linked is None:
                 raise JITError(f"unknown or removed handle {handle!r}")
-            self._materialize(linked, due)
-        self._run_initializers(due)
-        self._wait_for_initializers(linked)
+            self._materialize(linked)
 
-    # Static constructors run after the layer's lock is released: one may call
-    # a lazily compiled function whose compilation, on another thread, needs
-    # that lock. Until they are done, lookups from other threads wait.
-    def _run_initializers(self, due: list[LinkedSet]) -> None:
-        for linked in due:
-            try:
-                self.platform.run_initializers(linked.initializers)
-            finally:
-                linked.initialized.set()  # type: ignore[union-attr]
-
-    @staticmethod
-    def _wait_for_initializers(linked: LinkedSet) -> None:
-        event = linked.initialized
-        if event is not None and not event.is_set() \
-                and linked.initializing_thread != threading.get_ident():
-            event.wait()
-
-    def _materialize(self, root: LinkedSet, due: list[LinkedSet]) -> None:
-        """Link ``root`` and the pending sets it needs; those with static
-        constructors are added to ``due``, for the caller to run once it has
-        released the lock (see _run_initializers)."""
+    def _materialize(self, root: LinkedSet) -> None:
         if root.state is State.FINALIZED:
             return
         if root.state is State.FAILED:
@@ -249,7 +220,7 @@ class ObjectLinkingLayer(Layer):
         if self._rebindable:
             for linked in closure:
                 for name in linked.definitions.keys() & self._rebindable.keys():
-                    self._rebind(name, due)
+                    self._rebind(name)
         for linked in closure:
             for image in linked.debug_objects():
                 linked.debug_registrations.append(self.platform.debugger.register(image))
@@ -261,10 +232,8 @@ class ObjectLinkingLayer(Layer):
                         observe(linked.handle, name, site)  # type: ignore[arg-type]
         for linked in closure:
             linked.settle()
-            if linked.initializers:
-                linked.initialized = threading.Event()
-                linked.initializing_thread = threading.get_ident()
-                due.append(linked)
+        for linked in closure:
+            self.platform.run_initializers(linked.initializers)
 
     def _out_of_reach(self, address: int) -> bool:
         return not self.memory_pool.contains(address)
@@ -317,14 +286,14 @@ class ObjectLinkingLayer(Layer):
             closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
         return closure, bindings
 
-    def _rebind(self, name: str, due: list[LinkedSet]) -> None:
+    def _rebind(self, name: str) -> None:
         """Point every rebindable GOT slot of ``name`` at its current winner."""
         winner = self._winner(name)
         address = 0
         if winner is not None:
             if winner.owner.state is State.PENDING:
                 try:
-                    self._materialize(winner.owner, due)
+                    self._materialize(winner.owner)
                 except JITError:
                     pass
             if winner.owner.state is State.FINALIZED:
@@ -340,13 +309,10 @@ class ObjectLinkingLayer(Layer):
             linked = self._sets.pop(handle, None)
             if linked is None:
                 raise JITError(f"unknown or already removed handle {handle!r}")
-        due: list[LinkedSet] = []
-        try:
-            # (not under the lock, like constructors: see _run_initializers)
-            if linked.state is State.FINALIZED:
-                self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
-        finally:
-            with self._lock:
+            try:
+                if linked.state is State.FINALIZED:
+                    self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
+            finally:
                 for registration in linked.debug_registrations:
                     self.platform.debugger.unregister(registration)
                 for name, definition in linked.definitions.items():
@@ -354,16 +320,15 @@ class ObjectLinkingLayer(Layer):
                     candidates.remove(definition)
                     if not candidates:
                         del self._candidates[name]
-                self._forget_slots(linked, due)
+                self._forget_slots(linked)
                 for signature in [s for s, owner in self._comdats.items() if owner is linked]:
                     del self._comdats[signature]
                 linked.release_memory()
                 linked.state = State.REMOVED
-        self._run_initializers(due)     # of a weak definition's set linked to stand in
 
     remove_module_set = remove_object_set
 
-    def _forget_slots(self, linked: LinkedSet, due: list[LinkedSet]) -> None:
+    def _forget_slots(self, linked: LinkedSet) -> None:
         """Drop the set's own slots; re-point others at what its definitions leave behind."""
         for name, _slot in linked.rebindable_slots:
             slots = self._rebindable.get(name)
@@ -372,7 +337,7 @@ class ObjectLinkingLayer(Layer):
                 if not slots:
                     del self._rebindable[name]
         for name in linked.definitions.keys() & self._rebindable.keys():
-            self._rebind(name, due)
+            self._rebind(name)
 
     def handles(self) -> list[Handle]:
         return list(self._sets)

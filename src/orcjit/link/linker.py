@@ -19,7 +19,6 @@ module only applies the decision.
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -95,9 +94,6 @@ class LinkedSet:
     rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
     handle: Any = None        # the layer's Handle, once added
     debug_registrations: list[Any] = field(default_factory=list)
-    # set when linked with static constructors to run; set() once they have
-    initialized: threading.Event | None = None
-    initializing_thread: int = 0           # the thread running them
     dylib: str = ""           # JITDylib: hidden symbols are seen only within one
 
     # -- phase 1 -----------------------------------------------------------
