@@ -96,6 +96,10 @@ class _Snapshot:
         lazy.global_names = set(self.global_names)
 
 
+#: bytes of JIT memory a lazy set holds so that its DSO handle is an address of its own
+_DSO_HANDLE_SIZE = 8
+
+
 class _SetResolver:
     """How partitions find names: our stubs first, then the set's resolver.
 
@@ -184,7 +188,7 @@ class CompileOnDemandLayer(Layer):
                     self.aliases[cut.stub_name(alias)] = cut.stub_name(target)
                     lazy.aliases.append(cut.stub_name(alias))
             handle = Handle()
-            lazy.resolver.dso_handle = self.stubs.pool.allocate(8, Segment.RODATA)
+            lazy.resolver.dso_handle = self.stubs.pool.allocate(_DSO_HANDLE_SIZE, Segment.RODATA)
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
         try:
@@ -427,14 +431,13 @@ class CompileOnDemandLayer(Layer):
                 self._drop(function)
             for function in lazy.functions.values():
                 self._drop(function)
-            self.stubs.pool.free(lazy.resolver.dso_handle, 8, Segment.RODATA)
+            self.stubs.pool.free(lazy.resolver.dso_handle, _DSO_HANDLE_SIZE, Segment.RODATA)
 
     def handles(self) -> list[Handle]:
         return list(self._sets)
 
     def owns(self, handle: Handle) -> bool:
         return handle in self._sets
-
 
     def _recompile(self, function: _LazyFunction, base: Layer) -> bool:
         """Compile ``function`` again through ``base`` and swap the new body in.

@@ -251,12 +251,9 @@ class ObjectLinkingLayer(Layer):
             resolver = linked.resolver
             table: dict[str, Binding] = {}
             names = linked.referenced_names()
-            # a set of another's DSO (a lazy partition) files atexit registrations there
-            shared_dso: int = (getattr(resolver, "dso_handle", 0)
-                               if linked.references_dso_handle else 0)
-            if shared_dso:
-                names.discard("__dso_handle")       # (it may have one of its own, unused)
-                table["__dso_handle"] = shared_dso
+            if linked.shared_dso_handle:    # atexit registrations go to that DSO
+                names.discard("__dso_handle")
+                table["__dso_handle"] = linked.shared_dso_handle
             for name in names:
                 definition = self._winner(name, linked.dylib)
                 if definition is None and any(generate(name)

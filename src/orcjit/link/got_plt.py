@@ -34,7 +34,7 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
         entry = got_entries.get(target)
         if entry is None:
             if got is None:
-                got = Block("$__GOT", None, 0, 8, Segment.RODATA)
+                got = _empty_got()
             offset = got.size
             got.size += arch.GOT_ENTRY_SIZE
             got.edges.append([offset, EdgeKind.POINTER64, target, 0])
@@ -74,7 +74,7 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
                 needs_got_base = True
 
     if needs_got_base and got is None:
-        got = Block("$__GOT", None, 0, 8, Segment.RODATA)
+        got = _empty_got()
     if got is not None:
         if graph.got_symbol is None:
             graph.got_symbol = graph.add_symbol("_GLOBAL_OFFSET_TABLE_", got, 0)
@@ -87,3 +87,7 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
     if plt is not None:
         plt.content = arch.PLT_STUB * (plt.size // arch.PLT_STUB_SIZE)
         graph.blocks.append(plt)
+
+
+def _empty_got() -> Block:
+    return Block("$__GOT", None, 0, 8, Segment.RODATA)

@@ -95,6 +95,7 @@ class LinkedSet:
     handle: Any = None        # the layer's Handle, once added
     debug_registrations: list[Any] = field(default_factory=list)
     dylib: str = ""           # JITDylib: hidden symbols are seen only within one
+    shared_dso_handle: int = 0    # the DSO it belongs to, if another's (see _define_dso_handle)
 
     # -- phase 1 -----------------------------------------------------------
     def collect_definitions(self) -> None:
@@ -140,10 +141,10 @@ class LinkedSet:
         (``dso_handle``: the partitions of a lazily compiled module share
         their module set's).
         """
-        if "__dso_handle" in self.definitions or not self.graphs:
+        if "__dso_handle" in self.definitions or not self.references_dso_handle:
             return
-        shared: int = getattr(self.resolver, "dso_handle", 0)
-        if shared or not self.references_dso_handle:
+        self.shared_dso_handle = getattr(self.resolver, "dso_handle", 0)
+        if self.shared_dso_handle:
             return
         graph = self.graphs[0]
         block = Block("$__dso_handle", bytes(8), 8, 8, Segment.RODATA)
