@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ExecutorError
 from .base import ActionCall, Executor, FinalizeRequest, Protection
@@ -60,10 +60,11 @@ class _Reservation:
     write_view: int
 
 
-@dataclass(slots=True)
-class _Initialized:
-    ranges: list[tuple[int, int, bool]]    # address, span, protected by initialize
-    deallocate: list[ActionCall]
+class _Initialized(NamedTuple):
+    """What one initialize did, for deinitialize (a tuple: the collector skips it)."""
+
+    ranges: tuple[tuple[int, int, bool], ...]    # address, span, protected by initialize
+    deallocate: tuple[tuple[int, tuple[int, ...]], ...]    # ActionCall fields
 
 
 class InProcessExecutor(Executor):
@@ -137,9 +138,9 @@ class InProcessExecutor(Executor):
         for finalize, undo in request.actions:
             self.call(finalize)
             if undo is not None:
-                deallocate.append(undo)
+                deallocate.append((undo.function, undo.args))   # a plain tuple: the collector skips it
         with self._lock:
-            self._initialized[key] = _Initialized(ranges, deallocate)
+            self._initialized[key] = _Initialized(tuple(ranges), tuple(deallocate))
         return key
 
     def deinitialize(self, key: int) -> None:
@@ -148,7 +149,7 @@ class InProcessExecutor(Executor):
         if state is None:
             raise ExecutorError(f"no initialized allocation at {key:#x}")
         for action in reversed(state.deallocate):
-            self.call(action)
+            self.call(ActionCall(*action))
         for address, span, protected_here in state.ranges:
             if protected_here:
                 _check(_mprotect(address, span, _PROT_NONE), "mprotect")

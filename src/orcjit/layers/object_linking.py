@@ -222,8 +222,10 @@ class ObjectLinkingLayer(Layer):
                 for name in linked.definitions.keys() & self._rebindable.keys():
                     self._rebind(name)
         for linked in closure:
-            for image in linked.debug_objects():
-                linked.debug_registrations.append(self.platform.debugger.register(image))
+            images = linked.debug_objects()
+            if images:
+                linked.debug_registrations = [self.platform.debugger.register(image)
+                                              for image in images]
         if self._call_observers:
             for linked in closure:
                 calls = linked.external_calls(bindings[id(linked)])

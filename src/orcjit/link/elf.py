@@ -101,22 +101,15 @@ class Symbol:
     type: int
     visibility: int
     shndx: int
-    extended: bool = False   # shndx came from SHT_SYMTAB_SHNDX: a real section, never special
-
-    @property
-    def section(self) -> int | None:
-        """The real section index this symbol is defined in, if any."""
-        if self.extended or 0 < self.shndx < SHN_LORESERVE:
-            return self.shndx
-        return None
+    section: int | None = None   # the real section it is defined in (None: undefined, special)
 
     @property
     def is_absolute(self) -> bool:
-        return self.shndx == SHN_ABS and not self.extended
+        return self.section is None and self.shndx == SHN_ABS
 
     @property
     def is_common(self) -> bool:
-        return self.shndx == SHN_COMMON and not self.extended
+        return self.section is None and self.shndx == SHN_COMMON
 
 
 @dataclass(slots=True)
@@ -290,21 +283,25 @@ def _read_symbols(data: bytes, sections: list[Section], symtab: Section,
     symbols = []
     table = data[symtab.offset : symtab.offset + symtab.size]
     for index, (name, info, other, shndx, value, sz) in enumerate(_SYM.iter_unpack(table)):
-        extended = False
+        section: int | None = shndx
         if shndx >= plain_limit:          # special, extended or out of range
             if shndx < SHN_LORESERVE:
                 raise _bad(f"symbol {index} refers to section {shndx}, but there are {nsections}")
             if shndx == SHN_XINDEX:
                 if index >= len(xindex):
                     raise _bad(f"symbol {index} uses SHN_XINDEX without an index table")
-                shndx, extended = xindex[index], True
+                shndx = section = xindex[index]
                 if not 0 < shndx < nsections:
                     raise _bad(f"symbol {index} has extended section index {shndx}, "
                                f"but there are {nsections} sections")
             elif shndx not in (SHN_ABS, SHN_COMMON):
                 raise _bad(f"symbol {index} has unsupported special section index {shndx:#x}")
+            else:
+                section = None
+        elif not shndx:
+            section = None
         symbols.append(Symbol(index, strings[name] if name else "", value, sz,
-                              info >> 4, info & 0xF, other & 0x3, shndx, extended))
+                              info >> 4, info & 0xF, other & 0x3, shndx, section))
     return symbols
 
 

@@ -19,7 +19,7 @@ module only applies the decision.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -77,25 +77,29 @@ class Definition:
 Binding = Definition | int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LinkedSet:
     """The graphs of one object set and their linking state."""
 
-    graphs: list[LinkGraph]
+    graphs: Sequence[LinkGraph]       # () once settled
     memory: SetMemoryManager
     resolver: SymbolResolver
     definitions: dict[str, Definition] = field(default_factory=dict)
     local_definitions: dict[str, Definition] = field(default_factory=dict)
     state: State = State.PENDING
     error: BaseException | None = None
-    initializers: list[int] = field(default_factory=list)
-    finalizers: list[int] = field(default_factory=list)
+    # Empty ones are shared tuples: a lazily compiled program keeps a set per
+    # function, and every list it keeps is memory and work for the collector.
+    initializers: Sequence[int] = ()
+    finalizers: Sequence[int] = ()
     relocation_count: int = 0
-    rebindable_slots: list[tuple[str, int]] = field(default_factory=list)
+    rebindable_slots: Sequence[tuple[str, int]] = ()
     handle: Any = None        # the layer's Handle, once added
-    debug_registrations: list[Any] = field(default_factory=list)
+    debug_registrations: Sequence[Any] = ()
     dylib: str = ""           # JITDylib: hidden symbols are seen only within one
     shared_dso_handle: int = 0    # the DSO it belongs to, if another's (see _define_dso_handle)
+    _segment_sizes: Sequence[int] = ()         # laid out (allocate)
+    _buffers: Sequence[bytearray] = ()         # working memory (fix_up to finalize)
 
     # -- phase 1 -----------------------------------------------------------
     def collect_definitions(self) -> None:
@@ -155,7 +159,10 @@ class LinkedSet:
 
     @property
     def references_dso_handle(self) -> bool:
-        return any("__dso_handle" in graph.references for graph in self.graphs)
+        for graph in self.graphs:
+            if "__dso_handle" in graph.references:
+                return True
+        return False
 
     def referenced_names(self) -> set[str]:
         """Every global name this set's code may bind to something."""
@@ -219,7 +226,10 @@ class LinkedSet:
                 binding = None if sym.bind == elf.STB_LOCAL else bindings.get(sym.name)
                 return binding.size if isinstance(binding, Definition) else sym.size
             self.relocation_count += apply_fixups(graph, addresses, size_of, self._buffers)
-            self._collect_rebindable_slots(graph, bindings, addresses)
+            if graph.got_entries:
+                slots = self._rebindable_slots_of(graph, bindings, addresses)
+                if slots:
+                    self.rebindable_slots = [*self.rebindable_slots, *slots]
         if any(graph.initializers or graph.finalizers for graph in self.graphs):
             self._collect_init_entries()
 
@@ -235,13 +245,16 @@ class LinkedSet:
                     calls.append((sym.name, block.address + offset))
         return calls
 
-    def _collect_rebindable_slots(self, graph: LinkGraph, bindings: dict[str, Binding],
-                                  addresses: list[int]) -> None:
+    def _rebindable_slots_of(self, graph: LinkGraph, bindings: dict[str, Binding],
+                             addresses: list[int]) -> list[tuple[str, int]]:
+        """The GOT slots of ``graph`` bound to a weak or COMMON definition."""
+        slots = []
         for target, entry in graph.got_entries.items():
             name = graph.symbols[target].name
             binding = bindings.get(name)
             if isinstance(binding, Definition) and binding.strength != STRONG:
-                self.rebindable_slots.append((name, addresses[entry]))
+                slots.append((name, addresses[entry]))
+        return slots
 
     def _allocate(self) -> None:
         sizes = [0, 0, 0]
@@ -295,10 +308,13 @@ class LinkedSet:
                     values.reverse()
                 out.extend(v for v in values if v not in (0, (1 << 64) - 1))
             return out
+        initializers: list[int] = []
+        finalizers: list[int] = []
         for graph in self.graphs:
-            self.initializers.extend(pointers(graph.initializers))
-            self.finalizers.extend(pointers(graph.finalizers))
-        self.finalizers.reverse()
+            initializers.extend(pointers(graph.initializers))
+            finalizers.extend(pointers(graph.finalizers))
+        finalizers.reverse()
+        self.initializers, self.finalizers = initializers, finalizers
 
     # -- phase 4 ---------------------------------------------------------
     def finalize(self, register_frame: int, deregister_frame: int) -> None:
@@ -310,7 +326,7 @@ class LinkedSet:
                 actions.append((ActionCall(register_frame, (address,)),
                                 ActionCall(deregister_frame, (address,))))
         self.memory.finalize(self._buffers, actions)
-        del self._buffers
+        self._buffers = self._segment_sizes = ()
         self.state = State.FINALIZED
 
     def debug_objects(self) -> list[bytes]:
@@ -326,7 +342,7 @@ class LinkedSet:
             definition.settle()
         for definition in self.local_definitions.values():
             definition.settle()
-        self.graphs = []
+        self.graphs = ()
 
     def release_memory(self) -> None:
         self.memory.deallocate()
@@ -334,16 +350,18 @@ class LinkedSet:
 
 #: every combination, made once: combining IntFlag members costs ~20 us each time
 _FLAGS = [JITSymbolFlags(value) for value in range(2 * max(JITSymbolFlags))]
+_EXPORTED, _WEAK, _CALLABLE, _ABSOLUTE = (flag.value for flag in (
+    JITSymbolFlags.EXPORTED, JITSymbolFlags.WEAK, JITSymbolFlags.CALLABLE, JITSymbolFlags.ABSOLUTE))
 
 
 def _flags_of(sym: elf.Symbol, strength: int) -> JITSymbolFlags:
     flags = 0
-    if sym.visibility in (elf.STV_DEFAULT, elf.STV_PROTECTED):
-        flags |= JITSymbolFlags.EXPORTED.value
+    if sym.visibility == elf.STV_DEFAULT or sym.visibility == elf.STV_PROTECTED:
+        flags = _EXPORTED
     if strength == WEAK:
-        flags |= JITSymbolFlags.WEAK.value
-    if sym.type in (elf.STT_FUNC, elf.STT_GNU_IFUNC):
-        flags |= JITSymbolFlags.CALLABLE.value
+        flags |= _WEAK
+    if sym.type == elf.STT_FUNC or sym.type == elf.STT_GNU_IFUNC:
+        flags |= _CALLABLE
     if sym.is_absolute:
-        flags |= JITSymbolFlags.ABSOLUTE.value
+        flags |= _ABSOLUTE
     return _FLAGS[flags]

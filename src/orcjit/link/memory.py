@@ -213,34 +213,45 @@ class MemoryPool:
 class SetMemoryManager:
     """The memory of one object set: allocate, finalise, deallocate."""
 
+    __slots__ = ("pool", "segments", "_initialized_key")
+
     def __init__(self, pool: MemoryPool):
         self.pool = pool
-        self.segment_bases: list[int] = [0, 0, 0]
-        self.segment_sizes: list[int] = [0, 0, 0]
+        #: (segment number, base, size) of each non-empty segment: plain ints in
+        #: a tuple, which the collector skips (one per lazily compiled function lives on)
+        self.segments: tuple[tuple[int, int, int], ...] = ()
         self._initialized_key: int | None = None
+
+    @property
+    def segment_bases(self) -> list[int]:
+        """The base of each segment (0 for empty ones)."""
+        bases = [0, 0, 0]
+        for segment, base, _size in self.segments:
+            bases[segment] = base
+        return bases
 
     def allocate(self, segment_sizes: Sequence[int],
                  alignments: Sequence[int] = (DEFAULT_ALIGNMENT,) * 3) -> list[int]:
         """Room for each non-empty segment, aligned as asked, in its protection's
         region; returns their target bases (0 for empty segments)."""
-        if any(self.segment_bases):
+        if self.segments:
             raise ExecutorError("memory manager already holds an allocation")
         try:
             for segment in SEGMENTS:
-                size = self.segment_sizes[segment] = segment_sizes[segment]
+                size = segment_sizes[segment]
                 if size:
-                    self.segment_bases[segment] = self.pool.allocate(size, segment,
-                                                                     alignments[segment])
+                    base = self.pool.allocate(size, segment, alignments[segment])
+                    self.segments += ((segment.value, base, size),)
         except BaseException:
             self._free_segments()
             raise
-        return list(self.segment_bases)
+        return self.segment_bases
 
     def finalize(self, contents: Sequence[bytes | bytearray],
                  actions: Sequence[tuple[ActionCall, ActionCall | None]] = ()) -> None:
         """Commit working memory with final protections, then run the actions."""
-        writes = [SegmentWrite(self.segment_bases[s], self.segment_sizes[s], contents[s], None)
-                  for s in range(len(contents)) if self.segment_sizes[s]]
+        writes = [SegmentWrite(base, size, contents[segment], None)
+                  for segment, base, size in self.segments]
         if writes or actions:
             self._initialized_key = self.pool.executor.initialize(
                 FinalizeRequest(writes, actions))
@@ -253,8 +264,6 @@ class SetMemoryManager:
         self._free_segments()
 
     def _free_segments(self) -> None:
-        for segment in SEGMENTS:
-            base = self.segment_bases[segment]
-            if base:
-                self.pool.free(base, self.segment_sizes[segment], segment)
-                self.segment_bases[segment] = 0
+        segments, self.segments = self.segments, ()
+        for segment, base, size in segments:
+            self.pool.free(base, size, SEGMENTS[segment])

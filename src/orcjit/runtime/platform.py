@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 
 from ..executor.base import ActionCall, Executor
 from .debugger import GDBJITRegistrar
@@ -49,11 +50,11 @@ class Platform:
             self._registrations.setdefault(dso or 0, []).append((function or 0, argument or 0))
         return 0
 
-    def run_initializers(self, initializers: list[int]) -> None:
+    def run_initializers(self, initializers: Sequence[int]) -> None:
         for address in initializers:
             self.executor.call(ActionCall(address))
 
-    def run_finalizers(self, dso_handle: int, finalizers: list[int]) -> None:
+    def run_finalizers(self, dso_handle: int, finalizers: Sequence[int]) -> None:
         """atexit-registered destructors of the set (latest first), then its fini arrays."""
         if dso_handle:
             with self._lock:
