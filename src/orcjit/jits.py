@@ -44,10 +44,11 @@ class JIT(LayerStack):
                  reloc_model: str = "pic", executor: Executor | None = None,
                  process_symbols: bool = True, ir_opt_level: int | None = None,
                  lazy: bool | str = False, indirection: str = "double",
-                 tiered: bool = False):
+                 tiered: bool = False, native_worker: bool | None = None):
         super().__init__(opt_level=opt_level, triple=triple, cpu=cpu, features=features,
                          code_model=code_model, reloc_model=reloc_model, executor=executor,
-                         process_symbols=process_symbols, ir_opt_level=ir_opt_level)
+                         process_symbols=process_symbols, ir_opt_level=ir_opt_level,
+                         native_worker=native_worker)
         self.top: Layer = self.optimizer
         self.lazy: CompileOnDemandLayer | None = None
         self._tier1_compiler: IRCompileLayer | None = None
@@ -72,7 +73,8 @@ class JIT(LayerStack):
                 # tier 1: -O0 (FastISel), fast to compile; tier 2 (the stack above)
                 # recompiles what ran in the background
                 quick = create_target_machine(triple, cpu, features, 0, code_model, reloc_model)
-                self._tier1_compiler = IRCompileLayer(self.linker, SimpleCompiler(quick))
+                self._tier1_compiler = IRCompileLayer(self.linker,
+                                                      SimpleCompiler(quick, native_worker))
                 self._tier1_optimizer = IRTransformLayer(self._tier1_compiler,
                                                          optimization_pipeline(quick, 0))
                 first_tier = self._tier1_optimizer

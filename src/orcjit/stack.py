@@ -52,7 +52,7 @@ class LayerStack:
                  cpu: str | None = None, features: str | None = None,
                  code_model: str = "small", reloc_model: str = "pic",
                  executor: Executor | None = None, process_symbols: bool = True,
-                 ir_opt_level: int | None = None,
+                 ir_opt_level: int | None = None, native_worker: bool | None = None,
                  wrap_compiler: Callable[[SimpleCompiler], Any] = lambda compiler: compiler):
         self.executor = executor or InProcessExecutor()
         self.definitions = DefinitionsResolver()
@@ -63,7 +63,7 @@ class LayerStack:
         self.target_machine = create_target_machine(triple, cpu, features, opt_level,
                                                     code_model, reloc_model)
         self.linker = ObjectLinkingLayer(self.executor, resolver=ChainResolver(*resolvers))
-        compiler = SimpleCompiler(self.target_machine)
+        compiler = SimpleCompiler(self.target_machine, native_worker)
         #: (triple, data layout) that modules without their own are given
         self.target = compiler.target
         self.compiler = IRCompileLayer(self.linker, wrap_compiler(compiler))

@@ -167,3 +167,132 @@ def direct_stub_code(address: int, target: int) -> bytes:
 def direct_stub_target(address: int, code: bytes) -> int:
     """Where a direct stub's ``jmp`` goes."""
     return address + 5 + int.from_bytes(code[1:5], "little", signed=True)
+
+
+# -- the native worker (orcjit.runtime.native_worker) --------------------------
+#
+# A job block shared by the worker thread and one submitting thread at a time:
+#   +0 state (u32, also the futex word)   +4 worker asleep (u32)
+#   +8 function   +16..+40 four integer arguments   +48 result
+#   +56 / +64 how many times the worker / the submitter yields its CPU
+#   (``sched_yield``) waiting before it sleeps on the futex
+#
+# Waiting yields rather than spinning on ``pause``: on an idle CPU a yield
+# returns at once (a spin that reacts within a syscall), on a busy one it
+# lets the other threads run instead of stealing their time.
+WORKER_IDLE, WORKER_JOB, WORKER_DONE, WORKER_STOP = 0, 1, 2, 3
+WORKER_BLOCK_SIZE = 128
+WORKER_SPIN_SLOT, SUBMITTER_SPIN_SLOT = 7, 8     # u64 indices of the yield counts
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE, SYS_FUTEX, SYS_SCHED_YIELD = 128, 129, 202, 24
+#: where ``submit`` and ``yield_loop`` start in the page the three are written to
+WORKER_SUBMIT_OFFSET, WORKER_YIELD_LOOP_OFFSET = 192, 320
+
+#: ``serve(block)``: run jobs until told to stop. Between jobs it yields a
+#: while, then sleeps on the futex after flagging that it sleeps (xchg: a
+#: full barrier, so a submitter either sees the flag or the worker the job).
+WORKER_SERVE_CODE = (
+    b"\x53"                              # push rbx
+    b"\x41\x54"                          # push r12
+    b"\x41\x55"                          # push r13            (keeps the stack 16-aligned)
+    b"\x48\x89\xfb"                      # mov rbx, rdi        (the block)
+    # wait:
+    b"\x45\x31\xe4"                      # xor r12d, r12d      (yield count)
+    # spin:
+    b"\x8b\x03"                          # mov eax, [rbx]      (state)
+    b"\x83\xf8\x01"                      # cmp eax, JOB
+    b"\x74\x46"                          # je run
+    b"\x83\xf8\x03"                      # cmp eax, STOP
+    b"\x74\x77"                          # je exit
+    b"\xb8\x18\x00\x00\x00"              # mov eax, SYS_sched_yield
+    b"\x0f\x05"                          # syscall
+    b"\x49\xff\xc4"                      # inc r12
+    b"\x4c\x3b\x63\x38"                  # cmp r12, [rbx + 56]
+    b"\x72\xe4"                          # jb spin
+    b"\xb9\x01\x00\x00\x00"              # mov ecx, 1
+    b"\x87\x4b\x04"                      # xchg [rbx + 4], ecx (asleep = 1)
+    b"\x8b\x03"                          # mov eax, [rbx]      (state, again)
+    b"\x83\xf8\x01"                      # cmp eax, JOB
+    b"\x74\x19"                          # je awake
+    b"\x83\xf8\x03"                      # cmp eax, STOP
+    b"\x74\x14"                          # je awake
+    b"\x89\xc2"                          # mov edx, eax        (sleep while state is this)
+    b"\x48\x89\xdf"                      # mov rdi, rbx
+    b"\xbe\x80\x00\x00\x00"              # mov esi, FUTEX_WAIT_PRIVATE
+    b"\x45\x31\xd2"                      # xor r10d, r10d      (no timeout)
+    b"\xb8\xca\x00\x00\x00"              # mov eax, SYS_futex
+    b"\x0f\x05"                          # syscall
+    # awake:
+    b"\xc7\x43\x04\x00\x00\x00\x00"      # mov dword [rbx + 4], 0
+    b"\xeb\xb0"                          # jmp wait
+    # run:
+    b"\x48\x8b\x7b\x10"                  # mov rdi, [rbx + 16]
+    b"\x48\x8b\x73\x18"                  # mov rsi, [rbx + 24]
+    b"\x48\x8b\x53\x20"                  # mov rdx, [rbx + 32]
+    b"\x48\x8b\x4b\x28"                  # mov rcx, [rbx + 40]
+    b"\xff\x53\x08"                      # call [rbx + 8]
+    b"\x48\x89\x43\x30"                  # mov [rbx + 48], rax
+    b"\xc7\x03\x02\x00\x00\x00"          # mov dword [rbx], DONE (a release store on x86)
+    b"\x48\x89\xdf"                      # mov rdi, rbx
+    b"\xbe\x81\x00\x00\x00"              # mov esi, FUTEX_WAKE_PRIVATE (the submitter may sleep)
+    b"\xba\x01\x00\x00\x00"              # mov edx, 1
+    b"\xb8\xca\x00\x00\x00"              # mov eax, SYS_futex
+    b"\x0f\x05"                          # syscall
+    b"\xe9\x7a\xff\xff\xff"              # jmp wait
+    # exit:
+    b"\x41\x5d"                          # pop r13
+    b"\x41\x5c"                          # pop r12
+    b"\x5b"                              # pop rbx
+    b"\xc3"                              # ret
+)
+
+#: ``submit(block, function, a0, a1, a2, a3) -> result``: hand a job over,
+#: wake the worker if it sleeps, yield (then sleep) until it is done.
+WORKER_SUBMIT_CODE = (
+    b"\x48\x89\x77\x08"                  # mov [rdi + 8], rsi
+    b"\x48\x89\x57\x10"                  # mov [rdi + 16], rdx
+    b"\x48\x89\x4f\x18"                  # mov [rdi + 24], rcx
+    b"\x4c\x89\x47\x20"                  # mov [rdi + 32], r8
+    b"\x4c\x89\x4f\x28"                  # mov [rdi + 40], r9
+    b"\xb8\x01\x00\x00\x00"              # mov eax, JOB
+    b"\x87\x07"                          # xchg [rdi], eax     (state = JOB; a full barrier)
+    b"\x83\x7f\x04\x00"                  # cmp dword [rdi + 4], 0
+    b"\x74\x11"                          # je wait             (the worker is awake)
+    b"\xbe\x81\x00\x00\x00"              # mov esi, FUTEX_WAKE_PRIVATE
+    b"\xba\x01\x00\x00\x00"              # mov edx, 1
+    b"\xb8\xca\x00\x00\x00"              # mov eax, SYS_futex
+    b"\x0f\x05"                          # syscall             (rdi: still the block)
+    # wait:
+    b"\x45\x31\xc0"                      # xor r8d, r8d        (yield count)
+    # spin:
+    b"\x8b\x07"                          # mov eax, [rdi]
+    b"\x83\xf8\x02"                      # cmp eax, DONE
+    b"\x74\x28"                          # je done
+    b"\xb8\x18\x00\x00\x00"              # mov eax, SYS_sched_yield
+    b"\x0f\x05"                          # syscall
+    b"\x49\xff\xc0"                      # inc r8
+    b"\x4c\x3b\x47\x40"                  # cmp r8, [rdi + 64]
+    b"\x72\xe9"                          # jb spin
+    b"\x8b\x17"                          # mov edx, [rdi]      (sleep while state is this)
+    b"\x83\xfa\x02"                      # cmp edx, DONE
+    b"\x74\x11"                          # je done
+    b"\xbe\x80\x00\x00\x00"              # mov esi, FUTEX_WAIT_PRIVATE
+    b"\x45\x31\xd2"                      # xor r10d, r10d
+    b"\xb8\xca\x00\x00\x00"              # mov eax, SYS_futex
+    b"\x0f\x05"                          # syscall
+    b"\xeb\xce"                          # jmp wait
+    # done:
+    b"\x48\x8b\x47\x30"                  # mov rax, [rdi + 48]
+    b"\xc7\x07\x00\x00\x00\x00"          # mov dword [rdi], IDLE
+    b"\xc3"                              # ret
+)
+
+#: ``yield_loop(n)``: ``n`` yields, to learn what one costs here and so turn
+#: the wait times into counts
+WORKER_YIELD_LOOP_CODE = (
+    b"\x49\x89\xf8"                      # mov r8, rdi
+    b"\xb8\x18\x00\x00\x00"              # loop: mov eax, SYS_sched_yield
+    b"\x0f\x05"                          # syscall
+    b"\x49\xff\xc8"                      # dec r8
+    b"\x75\xf4"                          # jnz loop
+    b"\xc3"                              # ret
+)

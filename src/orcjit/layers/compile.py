@@ -8,6 +8,7 @@ relocation model configurable).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,9 @@ from ..frontends.ir import (
     prepare_for_target,
     target_description,
 )
+from ..runtime.native_worker import NativeWorker, shared_worker
+from ..runtime.native_worker import supported as native_worker_supported
+from ..runtime.native_worker import wanted as native_worker_wanted
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -54,21 +58,88 @@ def create_target_machine(triple: str | None = None, cpu: str | None = None,
 
 
 class SimpleCompiler:
-    """Compiles a module to an ELF relocatable object with one TargetMachine."""
+    """Compiles a module to an ELF relocatable object with one TargetMachine.
 
-    def __init__(self, target_machine: llvm.TargetMachine):
+    ``native_worker``: generate code on the process's native worker thread
+    (:mod:`orcjit.runtime.native_worker`), which keeps LLVM from evicting
+    the caller's caches; None (the default) uses it where it pays (x86-64
+    Linux with two CPUs or more, not turned off by ``ORCJIT_NATIVE_WORKER=0``).
+    """
+
+    def __init__(self, target_machine: llvm.TargetMachine, native_worker: bool | None = None):
+        if native_worker and not native_worker_supported():
+            raise ConfigurationError("no native worker here (it needs x86-64 Linux)")
         self.target_machine = target_machine
         #: (triple, data layout) that modules without their own are given
         self.target = target_description(target_machine)
+        self.native_worker = native_worker_wanted() if native_worker is None else native_worker
         self._lock = threading.Lock()    # a TargetMachine is not re-entrant
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
         prepare_for_target(module, *self.target)
+        emit = _EmitObject.get() if self.native_worker else None
         with self._lock:
             try:
+                if emit is not None:
+                    return emit(shared_worker(), self.target_machine, module)
                 return self.target_machine.emit_object(module)
             except RuntimeError as e:
                 raise CompileError(f"code generation failed for module {module.name!r}: {e}") from None
+
+
+_RETURNS_POINTER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+_RETURNS_SIZE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
+_RETURNS_NOTHING = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+class _EmitObject:
+    """``TargetMachine.emit_object`` with its LLVM call made by a native
+    worker: the C entry points llvmlite's own method calls, in its order."""
+
+    _instance: _EmitObject | None = None
+    _looked_up = False
+
+    def __init__(self) -> None:
+        lib = llvm.ffi.lib
+        self._emit = _address_of(lib._lib.LLVMPY_TargetMachineEmitToMemory)
+        self._buffer_start = _RETURNS_POINTER(_address_of(lib._lib.LLVMPY_GetBufferStart))
+        self._buffer_size = _RETURNS_SIZE(_address_of(lib._lib.LLVMPY_GetBufferSize))
+        self._dispose_buffer = _RETURNS_NOTHING(_address_of(lib._lib.LLVMPY_DisposeMemoryBuffer))
+        self._dispose_string = _RETURNS_NOTHING(_address_of(lib._lib.LLVMPY_DisposeString))
+        self._llvm_lock = lib._lock      # llvmlite's: one LLVM call at a time
+
+    @classmethod
+    def get(cls) -> _EmitObject | None:
+        """The process's, or None if this llvmlite's internals differ (then
+        ``emit_object`` is called as it is)."""
+        if not cls._looked_up:
+            try:
+                cls._instance = cls()
+            except AttributeError:
+                cls._instance = None
+            cls._looked_up = True
+        return cls._instance
+
+    def __call__(self, worker: NativeWorker, target_machine: llvm.TargetMachine,
+                 module: llvm.ModuleRef) -> bytes:
+        error = ctypes.c_void_p()
+        with self._llvm_lock:
+            buffer = worker.call(self._emit, _address_of(target_machine._ptr),
+                                 _address_of(module._ptr), 1, ctypes.addressof(error))
+        message = ""
+        if error.value:
+            message = ctypes.string_at(error.value).decode("utf-8", "replace")
+            self._dispose_string(error.value)
+        if not buffer:
+            raise RuntimeError(message or "LLVM did not say why")
+        try:
+            return ctypes.string_at(self._buffer_start(buffer), self._buffer_size(buffer))
+        finally:
+            self._dispose_buffer(buffer)
+
+
+def _address_of(pointer: Any) -> int:
+    return ctypes.cast(pointer, ctypes.c_void_p).value or 0
 
 
 class IRCompileLayer(ForwardingLayer):

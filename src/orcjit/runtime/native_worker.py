@@ -1,0 +1,167 @@
+"""A worker thread of machine code that runs C calls for Python threads.
+
+Why: LLVM's code generation for one small function touches megabytes of
+code and data. Run on the calling thread, it evicts that core's caches, and
+the Python work around it (linking the object, repointing a stub) then runs
+about twice as slow as it does warm. Run on another core, code generation
+leaves the caller's caches alone -- and keeps its own warm for the next
+function.
+
+A Python thread cannot take that hand-off cheaply: waking one that waits
+for the GIL costs 70-110 us here. So the worker never takes the GIL: its
+loop (``serve``, machine code from :mod:`orcjit.arch.x86_64`) runs inside
+one foreign call that released it, and a caller hands a job over in another
+(``submit``). Both sides wait by yielding their CPU for a while (about 2 ms:
+longer than an -O0 compile, and than most gaps between first calls in a
+burst), then sleep on a futex. Yielding rather than spinning keeps a busy
+machine's other threads running.
+
+One worker serves the process: llvmlite runs one LLVM call at a time
+anyway, so a second one would only wait.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+
+from ..arch import x86_64
+from ..errors import ConfigurationError
+from ..executor.base import Protection
+from ..executor.in_process import InProcessExecutor
+
+#: seconds the worker waits for the next job before it sleeps, and a caller
+#: waits for its job before it sleeps
+DEFAULT_WAIT_SECONDS = 0.002
+
+_SUBMIT = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                           ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)
+_SERVE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_YIELD_LOOP = ctypes.CFUNCTYPE(None, ctypes.c_uint64)
+
+
+class _Code:
+    """``serve``, ``submit`` and ``yield_loop``, written once per process into
+    a page that is never freed: a worker may still be in it at exit."""
+
+    _instance: _Code | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        executor = InProcessExecutor()
+        base = executor.reserve(executor.page_size)
+        code = bytearray(b"\xcc" * x86_64.WORKER_YIELD_LOOP_OFFSET)     # int3 between
+        code[:len(x86_64.WORKER_SERVE_CODE)] = x86_64.WORKER_SERVE_CODE
+        submit = x86_64.WORKER_SUBMIT_OFFSET
+        code[submit:submit + len(x86_64.WORKER_SUBMIT_CODE)] = x86_64.WORKER_SUBMIT_CODE
+        code += x86_64.WORKER_YIELD_LOOP_CODE
+        executor.write(base, bytes(code))
+        executor.protect(base, executor.page_size, Protection.READ | Protection.EXEC)
+        self._executor = executor        # kept: its reservation is the code
+        self.serve = _SERVE(base)
+        self.submit = _SUBMIT(base + submit)
+        self.yield_seconds = self._time_one_yield(
+            _YIELD_LOOP(base + x86_64.WORKER_YIELD_LOOP_OFFSET))
+
+    @staticmethod
+    def _time_one_yield(yield_loop: Callable[[int], None]) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            yield_loop(2_000)
+            best = min(best, time.perf_counter() - start)
+        return max(best / 2_000, 1e-8)
+
+    @classmethod
+    def get(cls) -> _Code:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+
+class NativeWorker:
+    """A thread that runs ``function(a0, a1, a2, a3)`` (integer arguments and
+    result) for whichever Python thread calls :meth:`call`, one job at a
+    time. The function must not call into Python."""
+
+    def __init__(self, wait_seconds: float = DEFAULT_WAIT_SECONDS):
+        if not supported():
+            raise ConfigurationError("the native worker needs x86-64 Linux")
+        self._code = _Code.get()
+        self._block = (ctypes.c_uint64 * (x86_64.WORKER_BLOCK_SIZE // 8))()
+        yields = max(1, int(wait_seconds / self._code.yield_seconds))
+        self._block[x86_64.WORKER_SPIN_SLOT] = self._block[x86_64.SUBMITTER_SPIN_SLOT] = yields
+        self._address = ctypes.addressof(self._block)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._code.serve, args=(self._address,),
+                                        name="orcjit-native-worker", daemon=True)
+        self._thread.start()
+
+    def call(self, function: int, *args: int) -> int:
+        """Run ``function(*args)`` (at most four arguments) on the worker and
+        wait for its result; the GIL is released meanwhile."""
+        if len(args) > 4:
+            raise ConfigurationError("the native worker passes at most four arguments")
+        a0, a1, a2, a3 = (*args, 0, 0, 0, 0)[:4]
+        with self._lock:
+            if not self._thread.is_alive():
+                raise ConfigurationError("the native worker has stopped")
+            return self._code.submit(self._address, function, a0, a1, a2, a3)
+
+    def close(self) -> None:
+        """Stop the thread once it has finished the job it is running."""
+        with self._lock:
+            if self._thread.is_alive():
+                self._block[0] = x86_64.WORKER_STOP
+                _futex_wake(self._address)        # in case it sleeps
+                self._thread.join()
+
+
+def supported() -> bool:
+    """x86-64 Linux: where the worker's machine code and futexes exist."""
+    return platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64")
+
+
+def wanted() -> bool:
+    """Whether a worker pays off: another CPU to run it on, and it was not
+    turned off with ``ORCJIT_NATIVE_WORKER=0``."""
+    if os.environ.get("ORCJIT_NATIVE_WORKER", "1") == "0" or not supported():
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+_shared: NativeWorker | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_worker() -> NativeWorker:
+    """The process's worker, started on first use (callers ask :func:`wanted`
+    whether to use it)."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = NativeWorker()
+    return _shared
+
+
+def _forget_after_fork() -> None:
+    """A forked child has no worker thread (nor a usable lock): it starts anew."""
+    global _shared, _shared_lock
+    _shared, _shared_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+_syscall = ctypes.CDLL(None, use_errno=True).syscall
+_syscall.restype = ctypes.c_long
+
+
+def _futex_wake(address: int) -> None:
+    _syscall(ctypes.c_long(x86_64.SYS_FUTEX), ctypes.c_void_p(address),
+             ctypes.c_int(x86_64.FUTEX_WAKE_PRIVATE), ctypes.c_int(1))
