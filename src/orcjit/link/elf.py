@@ -158,38 +158,39 @@ class _StringTable(dict):
 
     The table is split once into ``{offset: name}``; ``table[offset]`` is a
     plain dict lookup, and only an offset into the middle of a string
-    (suffix sharing) is searched for its end, once.
+    (suffix sharing: ``.text`` inside ``.rela.text``) is searched for its
+    end, once. Names are UTF-8 (undecodable bytes kept as surrogates).
     """
 
-    __slots__ = ("_data", "_start", "_end", "_what")
+    __slots__ = ("_text", "_ascii", "_what")
 
     def __init__(self, data: bytes, offset: int, size: int, what: str):
         super().__init__()
-        self._data, self._start, self._end = data, offset, offset + size
         self._what = what
-        table = data[self._start:self._end]
-        if table.endswith(b"\0"):
+        table = data[offset:offset + size]
+        self._ascii = table.isascii()
+        self._text = text = table.decode("latin-1")    # one character per byte: offsets hold
+        if text.endswith("\0"):
             offset = 0
-            if table.isascii():          # the usual case: one decode for the whole table
-                for name in table[:-1].decode("ascii").split("\0"):
-                    self[offset] = name
-                    offset += len(name) + 1
-            else:
-                for part in table[:-1].split(b"\0"):
-                    self[offset] = part.decode("utf-8", "surrogateescape")
-                    offset += len(part) + 1
+            for name in text[:-1].split("\0"):
+                self[offset] = name if self._ascii else _utf8(name)
+                offset += len(name) + 1
 
     def __missing__(self, offset: int) -> str:
-        start = self._start + offset
-        if offset < 0 or start >= self._end:
-            if offset == 0 and self._start == self._end:
+        text = self._text
+        if offset < 0 or offset >= len(text):
+            if offset == 0 and not text:
                 return ""
             raise _bad(f"{self._what} name offset {offset:#x} outside its string table")
-        end = self._data.find(b"\0", start, self._end)
+        end = text.find("\0", offset)
         if end < 0:
             raise _bad(f"{self._what} name at {offset:#x} is not NUL-terminated")
-        name = self[offset] = self._data[start:end].decode("utf-8", "surrogateescape")
+        name = self[offset] = text[offset:end] if self._ascii else _utf8(text[offset:end])
         return name
+
+
+def _utf8(latin1: str) -> str:
+    return latin1.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
 def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
@@ -231,13 +232,17 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     sections = []
     symtab = None
     index_tables = []      # SHT_SYMTAB_SHNDX
+    tables = []            # RELA and GROUP sections, read once the symbols are
     for i, (n, t, f, _addr, off, sz, link, info, align, ent) in enumerate(raw):
         if off + sz > size and t != SHT_NOBITS and t != SHT_NULL:
             _check_range(size, off, sz, f"section {i}")
         section = Section(i, names[n], t, f, off, sz, link, info, align or 1, ent)
+        sections.append(section)
         if align & (align - 1):
             raise _bad(f"section {section.name!r} alignment {align} is not a power of two")
-        if t == SHT_SYMTAB:
+        if t == SHT_RELA or t == SHT_GROUP:
+            tables.append(section)
+        elif t == SHT_SYMTAB:
             if symtab is not None:
                 raise _bad("more than one symbol table")
             symtab = section
@@ -245,17 +250,15 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
             index_tables.append(section)
         elif t == SHT_REL:
             raise _bad(f"REL section {section.name!r}: only RELA relocations are supported")
-        sections.append(section)
 
     # LLVM names sections and symbols from one string table: split it once
     symbols = (_read_symbols(data, sections, symtab, index_tables, names, e_shstrndx)
                if symtab else [])
     obj = ObjectFile(data, e_machine, sections, symbols)
-    nsyms = len(symbols)
-    for s in sections:
+    for s in tables:
         if s.type == SHT_RELA:
-            _read_relocations(obj, s, nsyms)
-        elif s.type == SHT_GROUP:
+            _read_relocations(obj, s, len(symbols))
+        else:
             obj.groups.append(_read_group(data, s, sections, symbols))
     return obj
 
