@@ -189,7 +189,8 @@ class ObjectLinkingLayer(Layer):
         return JITSymbol(lambda: self._address_after_link(definition), definition.flags)
 
     def _address_after_link(self, definition: Definition) -> int:
-        return definition.address if self._locked(self._ready, definition.owner) else 0
+        present = self._locked(ObjectLinkingLayer._ready, definition.owner)
+        return definition.address if present else 0
 
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
         with self._lock:
@@ -227,12 +228,13 @@ class ObjectLinkingLayer(Layer):
         once their static constructors have run."""
         with self._lock:
             linked = self._sets.get(handle)
-        if linked is None or not self._locked(self._ready, linked):
+        if linked is None or not self._locked(ObjectLinkingLayer._ready, linked):
             raise JITError(f"unknown or removed handle {handle!r}")
 
     # -- threads -------------------------------------------------------------------
-    def _locked(self, step: Callable[[A], R], argument: A) -> R:
-        """``step(argument)`` under the lock, for a public entry point.
+    def _locked(self, step: Callable[[ObjectLinkingLayer, A], R], argument: A) -> R:
+        """``step(self, argument)`` under the lock, for a public entry point
+        (``step`` is a plain function: no bound method to make per call).
 
         On the outermost call of this thread, once the lock is released: the
         constructors of closures ``step`` linked run (see _run_due); and if
@@ -244,7 +246,7 @@ class ObjectLinkingLayer(Layer):
         while True:
             try:
                 with self._lock:
-                    return step(argument)
+                    return step(self, argument)
             except _Busy as busy:
                 if self._held_by_caller():
                     raise
@@ -316,7 +318,7 @@ class ObjectLinkingLayer(Layer):
         transition.done = True
         self._transition_done.notify_all()
 
-    # -- linking (under the lock) ------------------------------------------------------
+    # -- linking (under the lock) --------------------------------------------------
     def _materialize(self, root: LinkedSet) -> None:
         """Link ``root`` and the pending sets it reaches. A closure with static
         constructors is left INITIALIZING, due for this thread to run them
@@ -465,14 +467,14 @@ class ObjectLinkingLayer(Layer):
 
     def _remove(self, handle: Handle) -> bool:
         """remove_object_set; False if there is no such set (any more)."""
-        linked = self._locked(self._begin_removal, handle)
+        linked = self._locked(ObjectLinkingLayer._begin_removal, handle)
         if linked is None:
             return False
         if linked.state is State.REMOVING:
             try:
                 self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
             finally:
-                self._locked(self._end_removal, linked)
+                self._locked(ObjectLinkingLayer._end_removal, linked)
         return True
 
     def _begin_removal(self, handle: Handle) -> LinkedSet | None:
