@@ -8,7 +8,9 @@ behind); linking happens when an address is first asked for (or at
 refer to each other in any order. Unresolved symbols are found before
 anything is allocated: the sets stay pending and can link once the names
 are defined. A set whose link fails later (an overflowing relocation) has
-its memory freed and only accepts removal.
+its memory freed and only accepts removal; so does one whose constructors
+fail (or a set linked with it), which keeps its memory until removal runs
+the destructors of what was constructed.
 
 Precedence of definitions across sets: a strong definition beats weak and
 COMMON ones, otherwise the first one added wins; two strong definitions
@@ -27,6 +29,13 @@ thread running its code may use it (a constructor may call its own set's
 functions); other threads that look its symbols up, link a set that binds
 to it or remove it wait until the transition is done. Sets without
 constructors skip all of this: they are FINALIZED as they are linked.
+
+What this cannot order: code the transitioning thread links meanwhile (a
+lazy body its constructor compiles) is usable by everyone at once, and so
+is whatever a constructor publishes itself; and a true cycle still blocks
+-- a constructor calling a function whose first call another thread is
+compiling, when that body uses the constructor's own set (the compiling
+thread holds the function's lock while it waits for the constructors).
 """
 
 from __future__ import annotations
