@@ -313,6 +313,26 @@ def test_other_threads_wait_for_a_removal_then_find_the_set_gone():
         assert jit.address("f") == 0 and jit.address("g") == 0
 
 
+def test_a_second_removal_waits_for_the_first_then_finds_the_set_gone():
+    stopping = threading.Event()
+    destroyed: list[str] = []
+    with open_jit() as jit:
+        def slow_stop() -> None:
+            stopping.set()
+            time.sleep(PAUSE)
+            destroyed.append("dtor")
+        jit.define("slow_start", lambda: None, "void()")
+        jit.define("stop", slow_stop, "void()")
+        handle = jit.add_ir(REMOVABLE)
+        first, removed = start(jit.remove, handle)
+        assert stopping.wait(DEADLINE)
+        with pytest.raises(JITError, match="unknown or already removed"):
+            jit.remove(handle)
+        assert destroyed == ["dtor"]        # it returned only once the first was done
+        finish(first)
+        assert removed == [None]
+
+
 def test_a_destructor_may_call_a_function_another_thread_is_compiling():
     with open_jit(lazy=True) as jit:
         jit.add_ir(SLOW)
