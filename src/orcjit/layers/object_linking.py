@@ -198,7 +198,7 @@ class ObjectLinkingLayer(Layer):
         return JITSymbol(lambda: self._address_after_link(definition), definition.flags)
 
     def _address_after_link(self, definition: Definition) -> int:
-        present = self._locked(ObjectLinkingLayer._ready, definition.owner)
+        present = self._locked(ObjectLinkingLayer._materialize, definition.owner)
         return definition.address if present else 0
 
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
@@ -237,7 +237,7 @@ class ObjectLinkingLayer(Layer):
         once their static constructors have run."""
         with self._lock:
             linked = self._sets.get(handle)
-        if linked is None or not self._locked(ObjectLinkingLayer._ready, linked):
+        if linked is None or not self._locked(ObjectLinkingLayer._materialize, linked):
             raise JITError(f"unknown or removed handle {handle!r}")
 
     # -- threads -------------------------------------------------------------------
@@ -279,15 +279,6 @@ class ObjectLinkingLayer(Layer):
         if transition is not None and transition.thread != threading.get_ident():
             raise _Busy(transition)
 
-    def _ready(self, linked: LinkedSet) -> bool:
-        """(A _locked step) link ``linked`` as needed; False if it was removed."""
-        if linked.state is State.REMOVED:
-            return False
-        self._materialize(linked)
-        if linked.transition is not None:
-            self._check_not_busy(linked)
-        return True
-
     def _run_due(self) -> None:
         """Run the static constructors of the closures this thread has linked,
         without the lock, in link order; publish each closure (FINALIZED) when
@@ -328,15 +319,23 @@ class ObjectLinkingLayer(Layer):
         self._transition_done.notify_all()
 
     # -- linking (under the lock) --------------------------------------------------
-    def _materialize(self, root: LinkedSet) -> None:
-        """Link ``root`` and the pending sets it reaches. A closure with static
-        constructors is left INITIALIZING, due for this thread to run them
-        (see _run_due) once it has released the lock."""
+    def _materialize(self, root: LinkedSet) -> bool:
+        """Link ``root`` and the pending sets it reaches (a _locked step).
+
+        True once this thread may use ``root``, False if it was removed;
+        _Busy while another thread runs its constructors or destructors. A
+        closure with static constructors is left INITIALIZING, due for this
+        thread to run them (see _run_due) once it has released the lock.
+        """
         state = root.state
         if state is not State.PENDING:
             if state is State.FAILED:
                 raise root.error  # type: ignore[misc]
-            return
+            if state is State.REMOVED:
+                return False
+            if root.transition is not None:
+                self._check_not_busy(root)
+            return True
         start = time.perf_counter()
         closure, bindings = self._bind_closure(root)
         # resolvers may have linked some of them meanwhile (a lazily emitted set)
@@ -388,6 +387,7 @@ class ObjectLinkingLayer(Layer):
                         observe(linked.handle, name, site)  # type: ignore[arg-type]
         for linked in closure:
             linked.settle()
+        return True
 
     def _out_of_reach(self, address: int) -> bool:
         return not self.memory_pool.contains(address)
