@@ -8,12 +8,34 @@ behind); linking happens when an address is first asked for (or at
 refer to each other in any order. Unresolved symbols are found before
 anything is allocated: the sets stay pending and can link once the names
 are defined. A set whose link fails later (an overflowing relocation) has
-its memory freed and only accepts removal.
+its memory freed and only accepts removal; so does one whose constructors
+fail (or a set linked with it), which keeps its memory until removal runs
+the destructors of what was constructed.
 
 Precedence of definitions across sets: a strong definition beats weak and
 COMMON ones, otherwise the first one added wins; two strong definitions
 are an error. COMDAT groups already provided by a set are dropped from
 later ones.
+
+Threads: one re-entrant lock guards the layer's tables, and no JIT'd code
+runs while it is held -- a static constructor or destructor may call a
+function that another thread is compiling, and that compilation needs the
+lock to link its body. So sets with constructors are linked under the lock
+but left INITIALIZING; the thread that linked them runs the constructors
+once it has released the lock, then publishes the sets (FINALIZED).
+Removal likewise marks a set REMOVING and runs its destructors unlocked.
+While a set is in such a :class:`~orcjit.link.linker.Transition`, only the
+thread running its code may use it (a constructor may call its own set's
+functions); other threads that look its symbols up, link a set that binds
+to it or remove it wait until the transition is done. Sets without
+constructors skip all of this: they are FINALIZED as they are linked.
+
+What this cannot order: code the transitioning thread links meanwhile (a
+lazy body its constructor compiles) is usable by everyone at once, and so
+is whatever a constructor publishes itself; and a true cycle still blocks
+-- a constructor calling a function whose first call another thread is
+compiling, when that body uses the constructor's own set (the compiling
+thread holds the function's lock while it waits for the constructors).
 """
 
 from __future__ import annotations
@@ -22,19 +44,53 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..arch import x86_64
-from ..errors import ConfigurationError, DuplicateDefinitionError, JITError, LinkError, UnresolvedSymbolsError
+from ..errors import (
+    ConfigurationError,
+    DuplicateDefinitionError,
+    ExecutorError,
+    JITError,
+    LinkError,
+    UnresolvedSymbolsError,
+)
 from ..executor.base import Executor
 from ..executor.in_process import InProcessExecutor
 from ..link.elf import parse_object
 from ..link.graph import build_graph
-from ..link.linker import STRONG, Binding, Definition, LinkedSet, State
+from ..link.linker import STRONG, Binding, Definition, LinkedSet, State, Transition
 from ..link.memory import MemoryPool
 from ..runtime.platform import Platform
 from ..symbols import ChainResolver, JITSymbol, JITSymbolFlags, ProcessResolver, SymbolResolver
 from .base import Handle, Layer
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+#: states whose sets are in memory: their addresses can be bound to
+_LINKED = frozenset({State.INITIALIZING, State.FINALIZED, State.REMOVING})
+
+
+class _Busy(BaseException):
+    """Internal: a step under the lock met a set in another thread's
+    transition. It unwinds to the outermost :meth:`ObjectLinkingLayer._locked`
+    of this thread, which waits without the lock and runs the step again
+    (waiting deeper down would keep the lock held by the frames above);
+    only ``_rebind`` stops it sooner. A BaseException, so that resolvers
+    catching Exception let it through.
+    """
+
+    def __init__(self, transition: Transition):
+        super().__init__(transition)
+        self.transition = transition
+
+
+def _failure(error: BaseException, kind: type[JITError], what: str) -> JITError:
+    """What later users of a set that failed with ``error`` are told: a
+    JITError as it is; anything else (an interrupt is not theirs to report
+    again) as a ``kind`` saying ``what``."""
+    return error if isinstance(error, JITError) else kind(f"{what}: {error!r}")
 
 
 class ObjectLinkingLayer(Layer):
@@ -59,6 +115,10 @@ class ObjectLinkingLayer(Layer):
         #: archive member, say) and return True -- ORC's "definition generators"
         self.definition_generators: list[Callable[[str], bool]] = []
         self._lock = threading.RLock()
+        #: notified (under _lock) whenever a Transition is done
+        self._transition_done = threading.Condition(self._lock)
+        #: closures linked whose constructors their linking thread has yet to run
+        self._due: list[Transition] = []
         self.link_seconds = 0.0
         self.objects_linked = 0
         self.functions_added = 0
@@ -138,11 +198,8 @@ class ObjectLinkingLayer(Layer):
         return JITSymbol(lambda: self._address_after_link(definition), definition.flags)
 
     def _address_after_link(self, definition: Definition) -> int:
-        with self._lock:
-            if definition.owner.state is State.REMOVED:
-                return 0
-            self._materialize(definition.owner)
-            return definition.address
+        present = self._locked(ObjectLinkingLayer._materialize, definition.owner)
+        return definition.address if present else 0
 
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
         with self._lock:
@@ -176,18 +233,109 @@ class ObjectLinkingLayer(Layer):
 
     # -- linking -------------------------------------------------------------------
     def emit(self, handle: Handle) -> None:
-        """Link and finalise a set (and any pending set it needs) now."""
+        """Link and finalise a set (and any pending set it needs) now; returns
+        once their static constructors have run."""
         with self._lock:
             linked = self._sets.get(handle)
-            if linked is None:
-                raise JITError(f"unknown or removed handle {handle!r}")
-            self._materialize(linked)
+        if linked is None or not self._locked(ObjectLinkingLayer._materialize, linked):
+            raise JITError(f"unknown or removed handle {handle!r}")
 
-    def _materialize(self, root: LinkedSet) -> None:
-        if root.state is State.FINALIZED:
-            return
-        if root.state is State.FAILED:
-            raise root.error  # type: ignore[misc]
+    # -- threads -------------------------------------------------------------------
+    def _locked(self, step: Callable[[ObjectLinkingLayer, A], R], argument: A) -> R:
+        """``step(self, argument)`` under the lock, for a public entry point
+        (``step`` is a plain function: no bound method to make per call).
+
+        On the outermost call of this thread, once the lock is released: the
+        constructors of closures ``step`` linked run (see _run_due); and if
+        ``step`` met a set in another thread's transition (_Busy), this waits
+        for it and runs ``step`` again. A nested call (the lock is still held
+        by a caller: a resolver or definition generator called while linking)
+        leaves both to the outermost one.
+        """
+        while True:
+            try:
+                with self._lock:
+                    return step(self, argument)
+            except _Busy as busy:
+                if self._held_by_caller():
+                    raise
+                transition = busy.transition
+            finally:
+                if self._due and not self._held_by_caller():
+                    self._run_due()
+            with self._transition_done:
+                while not transition.done:
+                    self._transition_done.wait()
+
+    def _held_by_caller(self) -> bool:
+        """Whether this thread still holds the lock once out of its own
+        ``with``: the call is nested in another of the layer's."""
+        return self._lock._is_owned()  # type: ignore[attr-defined]   # (as Condition does)
+
+    @staticmethod
+    def _check_not_busy(linked: LinkedSet) -> None:
+        """Raise _Busy if another thread is running ``linked``'s constructors or destructors."""
+        transition = linked.transition
+        if transition is not None and transition.thread != threading.get_ident():
+            raise _Busy(transition)
+
+    def _run_due(self) -> None:
+        """Run the static constructors of the closures this thread has linked,
+        without the lock, in link order; publish each closure (FINALIZED) when
+        they have returned. If one raises, that closure and the later ones
+        (linked by the same call: mostly sets that need it) end FAILED with a
+        JITError saying so. Waiters are woken either way."""
+        me = threading.get_ident()
+        with self._lock:
+            mine = [transition for transition in self._due if transition.thread == me]
+            if not mine:
+                return
+            self._due = [transition for transition in self._due if transition.thread != me]
+        try:
+            for transition in mine:
+                for linked in transition.sets:
+                    linked.constructed = True
+                    if linked.initializers:
+                        self.platform.run_initializers(linked.initializers)
+                with self._lock:
+                    self._end_transition(transition, State.FINALIZED)
+        except BaseException as error:
+            failure = _failure(error, ExecutorError, "the static constructors of this set "
+                               "or of one linked with it did not finish")
+            with self._lock:
+                for transition in mine:
+                    if not transition.done:
+                        self._end_transition(transition, State.FAILED, failure)
+            raise
+
+    def _end_transition(self, transition: Transition, state: State,
+                        error: BaseException | None = None) -> None:
+        """(Under the lock) move the transition's sets to ``state``; wake waiters."""
+        for linked in transition.sets:
+            linked.state, linked.transition = state, None
+            if error is not None:
+                linked.error = error
+        transition.done = True
+        self._transition_done.notify_all()
+
+    # -- linking (under the lock) --------------------------------------------------
+    def _materialize(self, root: LinkedSet) -> bool:
+        """Link ``root`` and the pending sets it reaches (a _locked step).
+
+        True once this thread may use ``root``, False if it was removed;
+        _Busy while another thread runs its constructors or destructors. A
+        closure with static constructors is left INITIALIZING, due for this
+        thread to run them (see _run_due) once it has released the lock.
+        """
+        state = root.state
+        if state is not State.PENDING:
+            if state is State.FAILED:
+                raise root.error  # type: ignore[misc]
+            if state is State.REMOVED:
+                return False
+            if root.transition is not None:
+                self._check_not_busy(root)
+            return True
         start = time.perf_counter()
         closure, bindings = self._bind_closure(root)
         # resolvers may have linked some of them meanwhile (a lazily emitted set)
@@ -203,15 +351,20 @@ class ObjectLinkingLayer(Layer):
             for linked in closure:
                 linked.finalize(frames.register_address, frames.deregister_address)
         except BaseException as error:
-            # later lookups see why; an interrupt is not the set's fault to report again
-            failure = error if isinstance(error, JITError) else LinkError(
-                f"linking this set was interrupted earlier: {error!r}")
+            failure = _failure(error, LinkError, "linking this set was interrupted earlier")
             for linked in linked_so_far:
                 linked.release_memory()
                 linked.state, linked.error = State.FAILED, failure
             raise
         finally:
             self.link_seconds += time.perf_counter() - start
+        for linked in closure:
+            if linked.initializers:
+                transition = Transition(closure, threading.get_ident())
+                for member in closure:
+                    member.state, member.transition = State.INITIALIZING, transition
+                self._due.append(transition)
+                break
         for linked in closure:
             self.objects_linked += len(linked.graphs)
             self.relocations_applied += linked.relocation_count
@@ -234,8 +387,7 @@ class ObjectLinkingLayer(Layer):
                         observe(linked.handle, name, site)  # type: ignore[arg-type]
         for linked in closure:
             linked.settle()
-        for linked in closure:
-            self.platform.run_initializers(linked.initializers)
+        return True
 
     def _out_of_reach(self, address: int) -> bool:
         return not self.memory_pool.contains(address)
@@ -264,11 +416,14 @@ class ObjectLinkingLayer(Layer):
                 if definition is not None:
                     table[name] = definition
                     owner = definition.owner
-                    if owner.state is State.PENDING and id(owner) not in seen:
-                        seen.add(id(owner))
-                        stack.append(owner)
-                    elif owner.state is State.FAILED:
-                        raise owner.error  # type: ignore[misc]
+                    if owner.state is not State.FINALIZED and id(owner) not in seen:
+                        if owner.state is State.PENDING:
+                            seen.add(id(owner))
+                            stack.append(owner)
+                        elif owner.state is State.FAILED:
+                            raise owner.error  # type: ignore[misc]
+                        else:           # not before its constructors (destructors) are done
+                            self._check_not_busy(owner)
                     continue
                 address = self.platform.lookup(name)
                 if address is None:
@@ -286,16 +441,20 @@ class ObjectLinkingLayer(Layer):
         return closure, bindings
 
     def _rebind(self, name: str) -> None:
-        """Point every rebindable GOT slot of ``name`` at its current winner."""
+        """Point every rebindable GOT slot of ``name`` at its current winner.
+
+        A winner that cannot be linked now (it fails, or needs a set another
+        thread is initialising) leaves the slots at 0 until it is linked.
+        One in memory is used at once, even while its constructors run."""
         winner = self._winner(name)
         address = 0
         if winner is not None:
             if winner.owner.state is State.PENDING:
                 try:
                     self._materialize(winner.owner)
-                except JITError:
+                except (JITError, _Busy):
                     pass
-            if winner.owner.state is State.FINALIZED:
+            if winner.owner.state in _LINKED:
                 address = winner.address
         data = address.to_bytes(8, "little")
         for _owner, slot in self._rebindable.get(name, ()):
@@ -303,29 +462,69 @@ class ObjectLinkingLayer(Layer):
 
     # -- removal -----------------------------------------------------------------
     def remove_object_set(self, handle: Handle) -> None:
-        """Run the set's destructors, deregister its frames, free its memory."""
-        with self._lock:
-            linked = self._sets.pop(handle, None)
-            if linked is None:
-                raise JITError(f"unknown or already removed handle {handle!r}")
-            try:
-                if linked.state is State.FINALIZED:
-                    self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
-            finally:
-                for registration in linked.debug_registrations:
-                    self.platform.debugger.unregister(registration)
-                for name, definition in linked.definitions.items():
-                    candidates = self._candidates[name]
-                    candidates.remove(definition)
-                    if not candidates:
-                        del self._candidates[name]
-                self._forget_slots(linked)
-                for signature in [s for s, owner in self._comdats.items() if owner is linked]:
-                    del self._comdats[signature]
-                linked.release_memory()
-                linked.state = State.REMOVED
+        """Run the set's destructors, deregister its frames, free its memory.
+
+        Waits for constructors (or a removal) of the set running on another
+        thread; the set's own constructors cannot remove it (JITError).
+        Destructors run without the lock, like constructors; other threads
+        that want the set meanwhile wait, then find it gone.
+        """
+        if not self._remove(handle):
+            raise JITError(f"unknown or already removed handle {handle!r}")
 
     remove_module_set = remove_object_set
+
+    def _remove(self, handle: Handle) -> bool:
+        """remove_object_set; False if there is no such set (any more)."""
+        linked = self._locked(ObjectLinkingLayer._begin_removal, handle)
+        if linked is None:
+            return False
+        if linked.state is State.REMOVING:
+            try:
+                self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
+            finally:
+                self._locked(ObjectLinkingLayer._end_removal, linked)
+        return True
+
+    def _begin_removal(self, handle: Handle) -> LinkedSet | None:
+        """(A _locked step) a set with destructors to run becomes REMOVING;
+        any other is removed at once."""
+        linked = self._sets.get(handle)
+        if linked is None:
+            return None
+        if linked.transition is not None:
+            if linked.transition.thread == threading.get_ident():
+                raise JITError(f"set {handle!r} cannot be removed while it is being "
+                               f"{'removed' if linked.state is State.REMOVING else 'initialised'}"
+                               " by this thread (from its constructors or destructors)")
+            raise _Busy(linked.transition)
+        if linked.state is State.FINALIZED or linked.constructed:
+            linked.state = State.REMOVING
+            linked.transition = Transition([linked], threading.get_ident())
+        else:
+            self._end_removal(linked)
+        return linked
+
+    def _end_removal(self, linked: LinkedSet) -> None:
+        """(A _locked step) forget the set and free its memory."""
+        try:
+            for registration in linked.debug_registrations:
+                self.platform.debugger.unregister(registration)
+            for name, definition in linked.definitions.items():
+                candidates = self._candidates[name]
+                candidates.remove(definition)
+                if not candidates:
+                    del self._candidates[name]
+            self._forget_slots(linked)
+            for signature in [s for s, owner in self._comdats.items() if owner is linked]:
+                del self._comdats[signature]
+            linked.release_memory()
+        finally:
+            del self._sets[linked.handle]
+            if linked.transition is not None:
+                self._end_transition(linked.transition, State.REMOVED)
+            else:
+                linked.state = State.REMOVED
 
     def _forget_slots(self, linked: LinkedSet) -> None:
         """Drop the set's own slots; re-point others at what its definitions leave behind."""
@@ -346,9 +545,15 @@ class ObjectLinkingLayer(Layer):
         return [h for h, s in self._sets.items() if s.state is State.PENDING]
 
     def close(self) -> None:
-        """Remove every set (destructors run, latest set first) and free the pool."""
-        with self._lock:
-            for handle in reversed(list(self._sets)):
-                self.remove_object_set(handle)
-            self.platform.close()
-            self.memory_pool.close()
+        """Remove every set (destructors run, latest set first) and free the pool.
+
+        The lock is not held across removals: constructors and destructors
+        other threads are running can finish (they are waited for)."""
+        while True:
+            with self._lock:
+                if not self._sets:
+                    break
+                handle = next(reversed(self._sets))
+            self._remove(handle)       # (False: another thread removed it meanwhile)
+        self.platform.close()
+        self.memory_pool.close()

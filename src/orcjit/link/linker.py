@@ -10,7 +10,8 @@
 3. **fix up** every edge into working memory (after every set that this
    one binds to is allocated too);
 4. **finalise**: commit through the memory manager (protections, eh-frame
-   registration) -- then the owner runs static constructors.
+   registration) -- then the layer has the static constructors run, after
+   releasing its lock (see :class:`Transition`).
 
 The layer decides *which* definition a name binds to across sets; this
 module only applies the decision.
@@ -39,9 +40,28 @@ STRONG, WEAK, COMMON = 2, 1, 0
 
 class State(Enum):
     PENDING = "pending"        # added, not linked
+    INITIALIZING = "initializing"  # in memory; its closure's static constructors due or running
     FINALIZED = "finalized"    # in memory, constructors run
-    FAILED = "failed"          # linking failed; only removal is possible
+    REMOVING = "removing"      # destructors running; removal finishes next
+    FAILED = "failed"          # linking or constructors failed; only removal is possible
     REMOVED = "removed"
+
+
+@dataclass(eq=False, slots=True)
+class Transition:
+    """Sets whose code one thread runs outside the layer's lock.
+
+    Static constructors of sets linked together (state INITIALIZING: the
+    sets are published together once every constructor has returned) or
+    the destructors of one set being removed (REMOVING). Meanwhile the
+    sets' addresses are fixed, but only ``thread`` -- whose constructors may
+    call the set's own functions -- may use them; other threads wait until
+    ``done``.
+    """
+
+    sets: list[LinkedSet]
+    thread: int                # threading.get_ident() of the thread running the code
+    done: bool = False
 
 
 @dataclass(slots=True)
@@ -98,6 +118,10 @@ class LinkedSet:
     debug_registrations: Sequence[Any] = ()
     dylib: str = ""           # JITDylib: hidden symbols are seen only within one
     shared_dso_handle: int = 0    # the DSO it belongs to, if another's (see _define_dso_handle)
+    transition: Transition | None = None  # while INITIALIZING or REMOVING
+    constructed: bool = False  # its closure's constructors reached it; set only for closures
+                               # that have some (removal runs the destructors of such a set
+                               # also when it FAILED in a constructor)
     _segment_sizes: Sequence[int] = ()         # laid out (allocate)
     _buffers: Sequence[bytearray] = ()         # working memory (fix_up to finalize)
 

@@ -1,0 +1,459 @@
+"""Static constructors and destructors run outside the object layer's lock.
+
+A constructor may call a function another thread is compiling (that
+compilation needs the lock to link its body), and may take its time while
+other threads use the JIT. Until a set's constructors have returned, other
+threads that want the set -- a lookup, a set binding to it, its removal --
+wait; the thread running them does not. A constructor that fails leaves its
+sets FAILED, and every waiter sees why.
+
+Every test runs its threads with a deadline: a regression fails the test
+instead of hanging the suite (the JIT is then left open: a thread may be
+stuck inside it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+import orcjit
+from orcjit.errors import ExecutorError, JITError, UnresolvedSymbolsError
+from orcjit.frontends.ir import parse_ir
+from orcjit.link.linker import State
+
+DEADLINE = 5.0      # seconds; every test finishes in well under one when it works
+PAUSE = 0.2         # how long a constructor or a compilation is held up
+
+
+def ctors(*entries: str) -> str:
+    """An ``llvm.global_ctors`` (or dtors, see :func:`dtors`) array of ``entries``."""
+    return _array("llvm.global_ctors", entries)
+
+
+def dtors(*entries: str) -> str:
+    return _array("llvm.global_dtors", entries)
+
+
+def _array(name: str, entries: tuple[str, ...]) -> str:
+    items = ", ".join(f"{{ i32, ptr, ptr }} {{ i32 65535, ptr @{e}, ptr null }}" for e in entries)
+    return (f"@{name} = appending global [{len(entries)} x {{ i32, ptr, ptr }}] [{items}]\n")
+
+
+def x_from(callee: str) -> str:
+    """A set whose constructor stores what ``callee()`` returns in x."""
+    return f"""
+@x = global i64 0
+declare i64 @{callee}()
+define internal void @init() {{
+  %v = call i64 @{callee}()
+  store i64 %v, ptr @x
+  ret void
+}}
+define i64 @get() {{
+  %v = load i64, ptr @x
+  ret i64 %v
+}}
+""" + ctors("init")
+
+
+# y is copied from another set's x by this set's constructor
+Y_FROM_X = """
+@x = external global i64
+@y = global i64 0
+define internal void @init() {
+  %v = load i64, ptr @x
+  store i64 %v, ptr @y
+  ret void
+}
+define i64 @gety() {
+  %v = load i64, ptr @y
+  ret i64 %v
+}
+""" + ctors("init")
+
+SLOW = "define i64 @slow() {\n  ret i64 7\n}"
+
+
+@contextmanager
+def open_jit(**options: Any) -> Iterator[orcjit.JIT]:
+    """A JIT closed at the end -- unless the test failed: a thread may be stuck in it."""
+    jit = orcjit.JIT(**options)
+    yield jit
+    jit.close()
+
+
+def start(target: Callable[..., Any], *args: Any,
+          name: str | None = None) -> tuple[threading.Thread, list[Any]]:
+    """Run ``target(*args)`` on a daemon thread; the list gets its result or exception."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(target(*args))
+        except BaseException as error:      # handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def finish(thread: threading.Thread, timeout: float = DEADLINE) -> None:
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{thread.name} is stuck (deadlock?)"
+
+
+def slow_source(value: int, started: threading.Event,
+                log: list[str] | None = None) -> Callable[[], int]:
+    """A callback for a constructor: says it started, takes PAUSE, returns ``value``."""
+    def source() -> int:
+        if log is not None:
+            log.append("ctor start")
+        started.set()
+        time.sleep(PAUSE)
+        if log is not None:
+            log.append("ctor end")
+        return value
+    return source
+
+
+def value_at(jit: orcjit.JIT, name: str) -> int:
+    return ctypes.c_int64.from_address(jit.address(name)).value
+
+
+# -- the deadlock ---------------------------------------------------------------------
+def test_a_constructor_may_call_a_function_another_thread_is_compiling():
+    """The compilation needs the linker's lock: constructors must not hold it."""
+    with open_jit(lazy=True) as jit:
+        jit.add_ir(SLOW)
+        compiling = threading.Event()
+
+        def hold(module: Any, names: list[str]) -> None:
+            if threading.current_thread().name == "first caller":
+                compiling.set()
+                time.sleep(PAUSE)
+        jit.lazy.on_partition = hold
+        caller, called = start(jit.lookup("slow", "int64_t()"), name="first caller")
+        assert compiling.wait(DEADLINE)
+        adder, added = start(jit.add_ir, x_from("slow"), name="adder")
+        finish(adder)
+        finish(caller)
+        assert called == [7] and not isinstance(added[0], BaseException)
+        assert value_at(jit, "x") == 7
+
+
+def test_other_threads_use_the_jit_while_a_constructor_runs():
+    """Lookups of other sets, and adding sets, do not wait for a constructor."""
+    with open_jit() as jit:
+        jit.add_ir(SLOW)
+        constructing, looked_up = threading.Event(), threading.Event()
+
+        def wait_for_the_main_thread() -> int:
+            constructing.set()
+            return 1 if looked_up.wait(DEADLINE) else 0
+        jit.define("wait_for_the_main_thread", wait_for_the_main_thread, "int64_t()")
+        adder, _ = start(jit.add_ir, x_from("wait_for_the_main_thread"))
+        assert constructing.wait(DEADLINE)
+        assert jit.lookup("slow", "int64_t()")() == 7
+        jit.add_ir("define i64 @other() {\n  ret i64 3\n}")
+        assert jit.lookup("other", "int64_t()")() == 3
+        looked_up.set()
+        finish(adder)
+        assert value_at(jit, "x") == 1
+
+
+# -- others wait; the constructors' own thread does not -------------------------------
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_lookup_waits_for_the_sets_constructors(lazy):
+    """Also a lazily compiled function of the set, whose body binds to its globals."""
+    started = threading.Event()
+    with open_jit(lazy=lazy) as jit:
+        jit.define("slow_source", slow_source(5, started), "int64_t()")
+        adder, _ = start(jit.add_ir, x_from("slow_source"))
+        assert started.wait(DEADLINE)
+        assert jit.lookup("get", "int64_t()")() == 5     # not 0: the constructor finished first
+        assert value_at(jit, "x") == 5
+        finish(adder)
+
+
+def test_a_set_binding_to_one_being_initialised_waits():
+    started = threading.Event()
+    with open_jit() as jit:
+        jit.define("slow_source", slow_source(5, started), "int64_t()")
+        adder, _ = start(jit.add_ir, x_from("slow_source"))
+        assert started.wait(DEADLINE)
+        second, _ = start(jit.add_ir, Y_FROM_X)
+        finish(second)
+        finish(adder)
+        assert jit.lookup("gety", "int64_t()")() == 5
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_constructors_may_use_their_own_set(lazy):
+    """On the constructors' thread nothing waits: they may look up and call
+    the set's functions (lazily: compile them, binding to the set's globals)."""
+    seen: list[int] = []
+    with open_jit(lazy=lazy) as jit:
+        def probe() -> int:
+            seen.append(jit.lookup("get", "int64_t()")())
+            return 9
+        jit.define("probe", probe, "int64_t()")
+        adder, outcome = start(jit.add_ir, x_from("probe"))
+        finish(adder)
+        assert not isinstance(outcome[0], BaseException)
+        assert seen == [0] and jit.lookup("get", "int64_t()")() == 9
+
+
+def test_constructors_of_a_set_emitted_while_linking_run_before_addresses_are_given():
+    """lazy="module": looking up gety emits its set, whose binding emits x's set
+    (a nested link); both sets' constructors run, in order, before gety returns."""
+    with open_jit(lazy="module") as jit:
+        jit.define("five", lambda: 5, "int64_t()")
+        jit.add_ir(x_from("five"))
+        jit.add_ir(Y_FROM_X)
+        assert jit.lookup("gety", "int64_t()")() == 5
+
+
+def test_sets_without_constructors_are_finalized_as_they_link():
+    """The common path (every lazily compiled body) has no transition at all."""
+    with open_jit(lazy=True) as jit:
+        jit.add_ir(SLOW)
+        assert jit.lookup("slow", "int64_t()")() == 7
+        sets = list(jit.linker._sets.values())
+        assert sets and all(s.state is State.FINALIZED and s.transition is None for s in sets)
+        assert jit.linker._due == []
+
+
+# -- removal --------------------------------------------------------------------------
+REMOVABLE = """
+declare void @slow_start()
+declare void @stop()
+define internal void @init() {
+  call void @slow_start()
+  ret void
+}
+define internal void @fini() {
+  call void @stop()
+  ret void
+}
+define i64 @f() {
+  ret i64 42
+}
+""" + ctors("init") + dtors("fini")
+
+
+def add_pending(jit: orcjit.JIT, source: str) -> orcjit.Handle:
+    """Add a set without linking it: its handle is known before its constructors run."""
+    return jit.optimizer.add_module_set([parse_ir(source)])
+
+
+def test_removal_waits_for_the_sets_constructors():
+    log: list[str] = []
+    started = threading.Event()
+    with open_jit() as jit:
+        jit.define("slow_start", slow_source(0, started, log), "void()")
+        jit.define("stop", lambda: log.append("dtor"), "void()")
+        handle = add_pending(jit, REMOVABLE)
+        emitter, _ = start(jit.linker.emit, handle)
+        assert started.wait(DEADLINE)
+        remover, removed = start(jit.remove, handle)
+        finish(remover)
+        log.append("removed")
+        finish(emitter)
+        assert removed == [None]
+        assert log == ["ctor start", "ctor end", "dtor", "removed"]
+        assert jit.address("f") == 0
+
+
+def test_a_constructor_cannot_remove_its_own_set():
+    errors: list[JITError] = []
+    with open_jit() as jit:
+        handle: list[orcjit.Handle] = []
+
+        def remove_self() -> None:
+            try:
+                jit.remove(handle[0])
+            except JITError as error:
+                errors.append(error)
+        jit.define("slow_start", remove_self, "void()")
+        jit.define("stop", lambda: None, "void()")
+        handle.append(add_pending(jit, REMOVABLE))
+        emitter, outcome = start(jit.linker.emit, handle[0])
+        finish(emitter)
+        assert outcome == [None]
+        assert len(errors) == 1 and "initialised by this thread" in str(errors[0])
+        assert jit.lookup("f", "int64_t()")() == 42
+        jit.remove(handle[0])
+        assert jit.address("f") == 0
+
+
+def test_other_threads_wait_for_a_removal_then_find_the_set_gone():
+    """Destructors run without the lock, but nobody else binds to the set meanwhile."""
+    stopping = threading.Event()
+    with open_jit() as jit:
+        def slow_stop() -> None:
+            stopping.set()
+            time.sleep(PAUSE)
+        jit.define("slow_start", lambda: None, "void()")
+        jit.define("stop", slow_stop, "void()")
+        handle = jit.add_ir(REMOVABLE)
+        remover, _ = start(jit.remove, handle)
+        assert stopping.wait(DEADLINE)
+        assert jit.address("f") == 0
+        with pytest.raises(UnresolvedSymbolsError):
+            jit.add_ir("declare i64 @f()\ndefine i64 @g() {\n  %v = call i64 @f()\n  ret i64 %v\n}")
+        finish(remover)
+        assert jit.address("f") == 0 and jit.address("g") == 0
+
+
+def test_a_second_removal_waits_for_the_first_then_finds_the_set_gone():
+    stopping = threading.Event()
+    destroyed: list[str] = []
+    with open_jit() as jit:
+        def slow_stop() -> None:
+            stopping.set()
+            time.sleep(PAUSE)
+            destroyed.append("dtor")
+        jit.define("slow_start", lambda: None, "void()")
+        jit.define("stop", slow_stop, "void()")
+        handle = jit.add_ir(REMOVABLE)
+        first, removed = start(jit.remove, handle)
+        assert stopping.wait(DEADLINE)
+        with pytest.raises(JITError, match="unknown or already removed"):
+            jit.remove(handle)
+        assert destroyed == ["dtor"]        # it returned only once the first was done
+        finish(first)
+        assert removed == [None]
+
+
+def test_a_destructor_may_call_a_function_another_thread_is_compiling():
+    with open_jit(lazy=True) as jit:
+        jit.add_ir(SLOW)
+        handle = jit.add_ir("declare i64 @slow()\n@r = global i64 0\n"
+                            "define internal void @fini() {\n  %v = call i64 @slow()\n"
+                            "  store i64 %v, ptr @r\n  ret void\n}\n" + dtors("fini"))
+        compiling = threading.Event()
+
+        def hold(module: Any, names: list[str]) -> None:
+            if threading.current_thread().name == "first caller":
+                compiling.set()
+                time.sleep(PAUSE)
+        jit.lazy.on_partition = hold
+        caller, called = start(jit.lookup("slow", "int64_t()"), name="first caller")
+        assert compiling.wait(DEADLINE)
+        remover, removed = start(jit.remove, handle, name="remover")
+        finish(remover)
+        finish(caller)
+        assert removed == [None] and called == [7]
+
+
+def test_close_waits_for_constructors_running_on_another_thread():
+    log: list[str] = []
+    started = threading.Event()
+    jit = orcjit.JIT()
+    jit.define("slow_start", slow_source(0, started, log), "void()")
+    jit.define("stop", lambda: log.append("dtor"), "void()")
+    adder, _ = start(jit.add_ir, REMOVABLE)
+    assert started.wait(DEADLINE)
+    closer, closed = start(jit.close)
+    finish(closer)
+    finish(adder)
+    assert closed == [None]
+    assert log == ["ctor start", "ctor end", "dtor"]
+
+
+# -- a constructor that fails ---------------------------------------------------------
+class Interrupted(Exception):
+    """Stands for anything that is not a JITError (an interrupt, say)."""
+
+
+# a's constructor runs first (add order); a's function needs b
+A_NEEDS_B = """
+@a = global i64 0
+declare i64 @b()
+declare i64 @one()
+define internal void @init() {
+  %o = call i64 @one()
+  store i64 %o, ptr @a
+  ret void
+}
+define i64 @usea() {
+  %v = call i64 @b()
+  ret i64 %v
+}
+""" + ctors("init")
+
+B = """
+@bv = global i64 0
+declare i64 @two()
+define internal void @init() {
+  %o = call i64 @two()
+  store i64 %o, ptr @bv
+  ret void
+}
+define i64 @b() {
+  %v = load i64, ptr @bv
+  ret i64 %v
+}
+""" + ctors("init")
+
+
+@pytest.mark.parametrize("error", [Interrupted("stop"), ExecutorError("call failed")])
+def test_a_failing_constructor_fails_its_sets_and_wakes_every_waiter(error):
+    """The thread running the constructors gets the error; the sets linked
+    with it end FAILED; a thread waiting for them, and later lookups, get a
+    JITError (the error itself if it is one) -- nothing hangs."""
+    with open_jit() as jit:
+        jit.define("one", lambda: 1, "int64_t()")
+        jit.define("two", lambda: 2, "int64_t()")
+        ha, hb = add_pending(jit, A_NEEDS_B), add_pending(jit, B)
+        running, go_on = threading.Event(), threading.Event()
+
+        def failing(initializers: list[int]) -> None:
+            running.set()
+            go_on.wait(DEADLINE)
+            raise error
+        jit.linker.platform.run_initializers = failing
+        emitter, emitted = start(jit.linker.emit, ha)
+        assert running.wait(DEADLINE)
+        waiter, waited = start(jit.address, "b")
+        time.sleep(0.05)
+        go_on.set()
+        finish(emitter)
+        finish(waiter)
+        assert emitted == [error]
+        for outcome in (waited[0], pytest.raises(JITError, jit.address, "b").value,
+                        pytest.raises(JITError, jit.linker.emit, ha).value):
+            assert isinstance(outcome, JITError)
+            assert outcome is error or repr(error) in str(outcome)
+        assert jit.linker._sets[ha].state is jit.linker._sets[hb].state is State.FAILED
+        jit.remove(ha)
+        jit.remove(hb)
+        assert jit.address("b") == 0
+
+
+def test_a_failed_add_leaves_the_jit_as_it_was():
+    destroyed: list[str] = []
+    with open_jit() as jit:
+        jit.define("slow_start", lambda: None, "void()")
+        jit.define("stop", lambda: destroyed.append("dtor"), "void()")
+        real = jit.linker.platform.run_initializers
+
+        def failing(initializers: list[int]) -> None:
+            real(initializers)
+            raise Interrupted("after the constructor")
+        jit.linker.platform.run_initializers = failing
+        with pytest.raises(Interrupted):
+            jit.add_ir(REMOVABLE)
+        assert destroyed == ["dtor"]         # it was constructed: its destructors ran
+        assert jit.address("f") == 0 and not jit.linker.handles()
+        jit.linker.platform.run_initializers = real
+        jit.add_ir(REMOVABLE)
+        assert jit.lookup("f", "int64_t()")() == 42
