@@ -3,7 +3,9 @@
 A module of N small functions is added to a lazy JIT; each function is then
 called once, so each is compiled on that first call. From jit.stats():
 LLVM's work (parse, optimise, codegen) and ours (partitioning, linking,
-bookkeeping -- everything else), in microseconds per function.
+bookkeeping -- everything else), in microseconds per function. Code
+generation runs on the native worker (another core) where there is one;
+rows with it off show what that saves.
 
 A second figure runs our part with warm caches: the same lazy stack (no IR
 pipeline) is driven once to record each partition's object, then again with
@@ -30,6 +32,7 @@ import orcjit  # noqa: E402
 from orcjit.frontends.ir import dispose, parse_ir
 from orcjit.layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
 from orcjit.lazy import CompileCallbackManager
+from orcjit.runtime.native_worker import wanted as native_worker_wanted
 from orcjit.stack import LayerStack
 
 
@@ -52,8 +55,10 @@ def call_each_once(n: int, address) -> None:
         assert PROTOTYPE(address(f"f{i}"))(2) == 2 * i + 7
 
 
-def measure(n: int, opt_level: int, indirection: str) -> dict[str, float]:
-    with orcjit.LazyJIT(opt_level=opt_level, indirection=indirection) as jit:
+def measure(n: int, opt_level: int, indirection: str,
+            native_worker: bool | None = None) -> dict[str, float]:
+    with orcjit.LazyJIT(opt_level=opt_level, indirection=indirection,
+                        native_worker=native_worker) as jit:
         jit.add_ir(module(n))
         call_each_once(n, jit.address)
         s = jit.stats()
@@ -119,14 +124,19 @@ def main() -> None:
     parser.add_argument("--output", default=C.results_path("lazy_overhead.md"))
     args = parser.parse_args()
     rows = []
-    for opt_level in (0, 2):
-        for indirection in INDIRECTION_NAMES:
-            median = median_of([measure(args.functions, opt_level, indirection)
-                                for _ in range(args.reps)])
-            rows.append([opt_level, indirection, *(f"{median[k]:.0f}" for k in (
-                "total_us", "llvm_us", "codegen_us", "ours_us", "link_us", "other_us")),
-                f"{median['total_us'] - median['codegen_us']:.0f}"])
-            print(opt_level, indirection, {k: round(v, 1) for k, v in median.items()})
+    worker = "on" if native_worker_wanted() else "off (one CPU, or turned off)"
+    configurations = [(opt_level, indirection, None) for opt_level in (0, 2)
+                      for indirection in INDIRECTION_NAMES]
+    if native_worker_wanted():       # the same run, code generated on the calling thread
+        configurations += [(0, "double", False), (2, "double", False)]
+    for opt_level, indirection, native_worker in configurations:
+        median = median_of([measure(args.functions, opt_level, indirection, native_worker)
+                            for _ in range(args.reps)])
+        rows.append([opt_level, indirection, worker if native_worker is None else "off",
+                     *(f"{median[k]:.0f}" for k in (
+                         "total_us", "llvm_us", "codegen_us", "ours_us", "link_us", "other_us")),
+                     f"{median['total_us'] - median['codegen_us']:.0f}"])
+        print(opt_level, indirection, native_worker, {k: round(v, 1) for k, v in median.items()})
     replayed = []
     for indirection in INDIRECTION_NAMES:
         median = median_of([measure_replayed(args.functions, indirection)
@@ -143,11 +153,13 @@ def main() -> None:
          f"call; median of {args.reps} runs; microseconds per compiled function. "
          "LLVM = parse + optimise + codegen; ours = linking + everything else (partitioning, "
          "stubs, callbacks, bookkeeping). Goal for ours: under 100 µs. \"all but codegen\" "
-         "adds LLVM's parse and IR pipeline to ours."),
+         "adds LLVM's parse and IR pipeline to ours. \"native worker\": code generation on "
+         "the native worker thread (another core, the default where there is one) or on the "
+         "calling thread (off)."),
         "",
-        C.markdown_table(["-O", "indirection", "total µs", "LLVM µs", "of which codegen µs",
-                          "ours µs", "of which link µs", "other µs", "all but codegen µs"],
-                         rows),
+        C.markdown_table(["-O", "indirection", "native worker", "total µs", "LLVM µs",
+                          "of which codegen µs", "ours µs", "of which link µs", "other µs",
+                          "all but codegen µs"], rows),
         "",
         ("The same work of ours with warm caches: the lazy stack without IR pipeline, "
          "its objects replayed from a recorded run, so no code generation runs between "
