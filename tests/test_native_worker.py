@@ -13,6 +13,7 @@ import orcjit
 from orcjit.errors import ConfigurationError
 from orcjit.frontends.ir import parse_ir
 from orcjit.layers.compile import SimpleCompiler, create_target_machine
+from orcjit.layers.transform import optimization_pipeline
 from orcjit.runtime import native_worker
 from orcjit.runtime.native_worker import NativeWorker
 
@@ -113,6 +114,16 @@ def test_the_compiler_makes_the_same_object_on_the_worker_and_inline():
         objects.append(compiler(parse_ir(SUM4)))
     assert objects[0] == objects[1]
     assert objects[0][:4] == b"\x7fELF"
+
+
+def test_the_pass_pipeline_does_the_same_on_the_worker_and_inline():
+    tm = create_target_machine(opt_level=2)
+    texts = []
+    for on_worker in (True, False):
+        optimize = optimization_pipeline(tm, 2, native_worker=on_worker)
+        texts.append(str(optimize(parse_ir(SUM4))))
+    assert texts[0] == texts[1]
+    assert "mul i64" in texts[0]
 
 
 def test_the_worker_is_used_where_it_pays_and_can_be_turned_off(monkeypatch):

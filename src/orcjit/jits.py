@@ -75,8 +75,8 @@ class JIT(LayerStack):
                 quick = create_target_machine(triple, cpu, features, 0, code_model, reloc_model)
                 self._tier1_compiler = IRCompileLayer(self.linker,
                                                       SimpleCompiler(quick, native_worker))
-                self._tier1_optimizer = IRTransformLayer(self._tier1_compiler,
-                                                         optimization_pipeline(quick, 0))
+                tier1_pipeline = optimization_pipeline(quick, 0, native_worker)
+                self._tier1_optimizer = IRTransformLayer(self._tier1_compiler, tier1_pipeline)
                 first_tier = self._tier1_optimizer
             self.lazy = CompileOnDemandLayer(first_tier, stubs_kind(pool),
                                              CompileCallbackManager(pool),

@@ -69,7 +69,8 @@ class LayerStack:
         self.compiler = IRCompileLayer(self.linker, wrap_compiler(compiler))
         self.optimizer = IRTransformLayer(
             self.compiler, optimization_pipeline(self.target_machine,
-                                                 ir_level(opt_level, ir_opt_level)))
+                                                 ir_level(opt_level, ir_opt_level),
+                                                 native_worker))
         self.opt_level = opt_level
 
     def load_library(self, path: str) -> None:

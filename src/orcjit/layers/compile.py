@@ -8,7 +8,6 @@ relocation model configurable).
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from ..frontends.ir import (
     prepare_for_target,
     target_description,
 )
-from ..runtime.native_worker import NativeWorker, shared_worker
+from ..runtime.llvm_calls import LLVMOnWorker
 from ..runtime.native_worker import supported as native_worker_supported
 from ..runtime.native_worker import wanted as native_worker_wanted
 from ..symbols import SymbolResolver
@@ -77,69 +76,14 @@ class SimpleCompiler:
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
         prepare_for_target(module, *self.target)
-        emit = _EmitObject.get() if self.native_worker else None
+        on_worker = LLVMOnWorker.get() if self.native_worker else None
         with self._lock:
             try:
-                if emit is not None:
-                    return emit(shared_worker(), self.target_machine, module)
+                if on_worker is not None:
+                    return on_worker.emit_object(self.target_machine, module)
                 return self.target_machine.emit_object(module)
             except RuntimeError as e:
                 raise CompileError(f"code generation failed for module {module.name!r}: {e}") from None
-
-
-_RETURNS_POINTER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
-_RETURNS_SIZE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
-_RETURNS_NOTHING = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-
-
-class _EmitObject:
-    """``TargetMachine.emit_object`` with its LLVM call made by a native
-    worker: the C entry points llvmlite's own method calls, in its order."""
-
-    _instance: _EmitObject | None = None
-    _looked_up = False
-
-    def __init__(self) -> None:
-        lib = llvm.ffi.lib
-        self._emit = _address_of(lib._lib.LLVMPY_TargetMachineEmitToMemory)
-        self._buffer_start = _RETURNS_POINTER(_address_of(lib._lib.LLVMPY_GetBufferStart))
-        self._buffer_size = _RETURNS_SIZE(_address_of(lib._lib.LLVMPY_GetBufferSize))
-        self._dispose_buffer = _RETURNS_NOTHING(_address_of(lib._lib.LLVMPY_DisposeMemoryBuffer))
-        self._dispose_string = _RETURNS_NOTHING(_address_of(lib._lib.LLVMPY_DisposeString))
-        self._llvm_lock = lib._lock      # llvmlite's: one LLVM call at a time
-
-    @classmethod
-    def get(cls) -> _EmitObject | None:
-        """The process's, or None if this llvmlite's internals differ (then
-        ``emit_object`` is called as it is)."""
-        if not cls._looked_up:
-            try:
-                cls._instance = cls()
-            except AttributeError:
-                cls._instance = None
-            cls._looked_up = True
-        return cls._instance
-
-    def __call__(self, worker: NativeWorker, target_machine: llvm.TargetMachine,
-                 module: llvm.ModuleRef) -> bytes:
-        error = ctypes.c_void_p()
-        with self._llvm_lock:
-            buffer = worker.call(self._emit, _address_of(target_machine._ptr),
-                                 _address_of(module._ptr), 1, ctypes.addressof(error))
-        message = ""
-        if error.value:
-            message = ctypes.string_at(error.value).decode("utf-8", "replace")
-            self._dispose_string(error.value)
-        if not buffer:
-            raise RuntimeError(message or "LLVM did not say why")
-        try:
-            return ctypes.string_at(self._buffer_start(buffer), self._buffer_size(buffer))
-        finally:
-            self._dispose_buffer(buffer)
-
-
-def _address_of(pointer: Any) -> int:
-    return ctypes.cast(pointer, ctypes.c_void_p).value or 0
 
 
 class IRCompileLayer(ForwardingLayer):

@@ -15,6 +15,9 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import ConfigurationError
+from ..runtime.llvm_calls import LLVMOnWorker
+from ..runtime.native_worker import supported as native_worker_supported
+from ..runtime.native_worker import wanted as native_worker_wanted
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -28,8 +31,9 @@ def ir_level(opt_level: int, ir_opt_level: int | None) -> int:
 BUILDER_RUNS = 64
 
 
-def optimization_pipeline(target_machine: llvm.TargetMachine,
-                          level: int = 2) -> Callable[[llvm.ModuleRef], llvm.ModuleRef]:
+def optimization_pipeline(target_machine: llvm.TargetMachine, level: int = 2,
+                          native_worker: bool | None = None
+                          ) -> Callable[[llvm.ModuleRef], llvm.ModuleRef]:
     """The default module pipeline at ``-O<level>`` for ``target_machine``.
 
     Works around three llvmlite 0.50 pitfalls, each measured (see
@@ -51,9 +55,16 @@ def optimization_pipeline(target_machine: llvm.TargetMachine,
     pipeline: ~90 us per lazily compiled function (bench/README.md). A
     transform that adds any of them to such a module before this one must
     delete that attribute.
+
+    ``native_worker``: run the pipeline on the native worker, where code
+    generation runs too (see :class:`~orcjit.layers.compile.SimpleCompiler`).
     """
     if not 0 <= level <= 3:
         raise ConfigurationError(f"optimisation level must be 0..3, not {level!r}")
+    if native_worker and not native_worker_supported():
+        raise ConfigurationError("no native worker here (it needs x86-64 Linux)")
+    use_worker = native_worker_wanted() if native_worker is None else native_worker
+    on_worker = LLVMOnWorker.get() if use_worker else None
     lock = threading.Lock()      # the target machine and builder are shared
     tuning = llvm.create_pipeline_tuning_options(speed_level=level)
     state: dict[str, Any] = {"builder": None, "runs": 0}
@@ -71,7 +82,10 @@ def optimization_pipeline(target_machine: llvm.TargetMachine,
             state["runs"] += 1
             manager = builder.getModulePassManager()
             try:
-                manager.run(module, builder)
+                if on_worker is not None:
+                    on_worker.run_passes(manager, module, builder)
+                else:
+                    manager.run(module, builder)
             finally:
                 _free_pass_manager(manager)
         return module

@@ -1,0 +1,81 @@
+"""LLVM's heavy calls -- the IR pass pipeline, code generation -- made by
+the native worker (:mod:`orcjit.runtime.native_worker`).
+
+Both run on the worker's core, so the IR the pipeline leaves warm in its
+caches is what code generation reads next, and the calling thread's caches
+keep the Python that links the result. They are the C entry points
+llvmlite's own ``ModulePassManager.run`` and ``TargetMachine.emit_object``
+call, called in the same order, under llvmlite's lock. If this llvmlite's
+internals differ, :meth:`LLVMOnWorker.get` returns None and callers use
+llvmlite's methods as they are.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import llvmlite.binding as llvm
+
+from .native_worker import shared_worker
+
+_RETURNS_POINTER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+_RETURNS_SIZE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
+_RETURNS_NOTHING = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+class LLVMOnWorker:
+    """Runs pass pipelines and generates code on the process's native worker."""
+
+    _instance: LLVMOnWorker | None = None
+    _looked_up = False
+
+    def __init__(self) -> None:
+        lib = llvm.ffi.lib._lib
+        self._run_passes = _address_of(lib.LLVMPY_RunNewModulePassManager)
+        self._emit = _address_of(lib.LLVMPY_TargetMachineEmitToMemory)
+        self._buffer_start = _RETURNS_POINTER(_address_of(lib.LLVMPY_GetBufferStart))
+        self._buffer_size = _RETURNS_SIZE(_address_of(lib.LLVMPY_GetBufferSize))
+        self._dispose_buffer = _RETURNS_NOTHING(_address_of(lib.LLVMPY_DisposeMemoryBuffer))
+        self._dispose_string = _RETURNS_NOTHING(_address_of(lib.LLVMPY_DisposeString))
+        self._llvm_lock = llvm.ffi.lib._lock      # llvmlite's: one LLVM call at a time
+        if not all((self._run_passes, self._emit)):
+            raise AttributeError("llvmlite entry points not found")
+
+    @classmethod
+    def get(cls) -> LLVMOnWorker | None:
+        """The process's, or None where llvmlite's internals differ."""
+        if not cls._looked_up:
+            try:
+                cls._instance = cls()
+            except AttributeError:
+                cls._instance = None
+            cls._looked_up = True
+        return cls._instance
+
+    def run_passes(self, manager: Any, module: llvm.ModuleRef, builder: Any) -> None:
+        """``manager.run(module, builder)`` for a new-style ModulePassManager."""
+        with self._llvm_lock:
+            shared_worker().call(self._run_passes, _address_of(manager._ptr),
+                                 _address_of(module._ptr), _address_of(builder._ptr))
+
+    def emit_object(self, target_machine: llvm.TargetMachine, module: llvm.ModuleRef) -> bytes:
+        """``target_machine.emit_object(module)``; RuntimeError with LLVM's message."""
+        error = ctypes.c_void_p()
+        with self._llvm_lock:
+            buffer = shared_worker().call(self._emit, _address_of(target_machine._ptr),
+                                          _address_of(module._ptr), 1, ctypes.addressof(error))
+        message = ""
+        if error.value:
+            message = ctypes.string_at(error.value).decode("utf-8", "replace")
+            self._dispose_string(error.value)
+        if not buffer:
+            raise RuntimeError(message or "LLVM did not say why")
+        try:
+            return ctypes.string_at(self._buffer_start(buffer), self._buffer_size(buffer))
+        finally:
+            self._dispose_buffer(buffer)
+
+
+def _address_of(pointer: Any) -> int:
+    return ctypes.cast(pointer, ctypes.c_void_p).value or 0
