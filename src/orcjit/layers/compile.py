@@ -23,6 +23,7 @@ from ..frontends.ir import (
     target_description,
 )
 from ..runtime.llvm_calls import LLVMOnWorker
+from ..runtime.native_worker import shared_worker
 from ..runtime.native_worker import supported as native_worker_supported
 from ..runtime.native_worker import wanted as native_worker_wanted
 from ..symbols import SymbolResolver
@@ -72,6 +73,8 @@ class SimpleCompiler:
         #: (triple, data layout) that modules without their own are given
         self.target = target_description(target_machine)
         self.native_worker = native_worker_wanted() if native_worker is None else native_worker
+        if self.native_worker:
+            shared_worker()              # started now, not within the first compile
         self._lock = threading.Lock()    # a TargetMachine is not re-entrant
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
