@@ -78,6 +78,8 @@ class SimpleCompiler:
         self._lock = threading.Lock()    # a TargetMachine is not re-entrant
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
+        if getattr(module, "closed", False):
+            raise CompileError("cannot compile a module that was disposed")
         prepare_for_target(module, *self.target)
         on_worker = LLVMOnWorker.get() if self.native_worker else None
         with self._lock:

@@ -5,9 +5,10 @@ Both run on the worker's core, so the IR the pipeline leaves warm in its
 caches is what code generation reads next, and the calling thread's caches
 keep the Python that links the result. They are the C entry points
 llvmlite's own ``ModulePassManager.run`` and ``TargetMachine.emit_object``
-call, called in the same order, under llvmlite's lock. If this llvmlite's
-internals differ, :meth:`LLVMOnWorker.get` returns None and callers use
-llvmlite's methods as they are.
+call, in the same order; the LLVM call itself under llvmlite's lock. If
+this llvmlite's internals differ (the entry points, their arity),
+:meth:`LLVMOnWorker.get` returns None and callers use llvmlite's methods as
+they are.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ class LLVMOnWorker:
     _looked_up = False
 
     def __init__(self) -> None:
-        lib = llvm.ffi.lib._lib
+        wrapped = llvm.ffi.lib
+        if (len(wrapped.LLVMPY_RunNewModulePassManager.argtypes) != 3
+                or len(wrapped.LLVMPY_TargetMachineEmitToMemory.argtypes) != 4):
+            raise AttributeError("llvmlite entry points changed")
+        lib = wrapped._lib
         self._run_passes = _address_of(lib.LLVMPY_RunNewModulePassManager)
         self._emit = _address_of(lib.LLVMPY_TargetMachineEmitToMemory)
         self._buffer_start = _RETURNS_POINTER(_address_of(lib.LLVMPY_GetBufferStart))
@@ -55,16 +60,18 @@ class LLVMOnWorker:
 
     def run_passes(self, manager: Any, module: llvm.ModuleRef, builder: Any) -> None:
         """``manager.run(module, builder)`` for a new-style ModulePassManager."""
+        arguments = _pointer(manager), _pointer(module), _pointer(builder)
+        worker = shared_worker()
         with self._llvm_lock:
-            shared_worker().call(self._run_passes, _address_of(manager._ptr),
-                                 _address_of(module._ptr), _address_of(builder._ptr))
+            worker.call(self._run_passes, *arguments)
 
     def emit_object(self, target_machine: llvm.TargetMachine, module: llvm.ModuleRef) -> bytes:
         """``target_machine.emit_object(module)``; RuntimeError with LLVM's message."""
         error = ctypes.c_void_p()
+        arguments = _pointer(target_machine), _pointer(module), 1, ctypes.addressof(error)
+        worker = shared_worker()
         with self._llvm_lock:
-            buffer = shared_worker().call(self._emit, _address_of(target_machine._ptr),
-                                          _address_of(module._ptr), 1, ctypes.addressof(error))
+            buffer = worker.call(self._emit, *arguments)
         message = ""
         if error.value:
             message = ctypes.string_at(error.value).decode("utf-8", "replace")
@@ -77,5 +84,16 @@ class LLVMOnWorker:
             self._dispose_buffer(buffer)
 
 
-def _address_of(pointer: Any) -> int:
-    return ctypes.cast(pointer, ctypes.c_void_p).value or 0
+def _address_of(function: Any) -> int:
+    return ctypes.cast(function, ctypes.c_void_p).value or 0
+
+
+def _pointer(reference: Any) -> int:
+    """An llvmlite object's C pointer; a closed one raises (llvmlite's own
+    calls refuse it too) rather than reach LLVM as NULL."""
+    if getattr(reference, "closed", False):
+        raise RuntimeError(f"{type(reference).__name__} is closed")
+    pointer = ctypes.cast(reference._ptr, ctypes.c_void_p).value
+    if not pointer:
+        raise RuntimeError(f"{type(reference).__name__} is a null pointer")
+    return pointer

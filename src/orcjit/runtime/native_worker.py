@@ -23,10 +23,12 @@ anyway, so a second one would only wait.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import platform
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from ..arch import x86_64
@@ -46,61 +48,98 @@ _YIELD_LOOP = ctypes.CFUNCTYPE(None, ctypes.c_uint64)
 
 class _Code:
     """``serve``, ``submit`` and ``yield_loop``, written once per process into
-    a page that is never freed: a worker may still be in it at exit."""
+    a page that is never freed (a worker may still be in it at exit), and the
+    pages job blocks are carved from, never freed either: a worker left
+    waiting at exit reads its block until the process is gone."""
 
     _instance: _Code | None = None
     _lock = threading.Lock()
 
     def __init__(self) -> None:
         executor = InProcessExecutor()
-        base = executor.reserve(executor.page_size)
+        page = executor.page_size
+        base = executor.reserve(page)
         code = bytearray(b"\xcc" * x86_64.WORKER_YIELD_LOOP_OFFSET)     # int3 between
         code[:len(x86_64.WORKER_SERVE_CODE)] = x86_64.WORKER_SERVE_CODE
         submit = x86_64.WORKER_SUBMIT_OFFSET
         code[submit:submit + len(x86_64.WORKER_SUBMIT_CODE)] = x86_64.WORKER_SUBMIT_CODE
         code += x86_64.WORKER_YIELD_LOOP_CODE
         executor.write(base, bytes(code))
-        executor.protect(base, executor.page_size, Protection.READ | Protection.EXEC)
+        executor.protect(base, page, Protection.READ | Protection.EXEC)
         self._executor = executor        # kept: its reservation is the code
         self.serve = _SERVE(base)
         self.submit = _SUBMIT(base + submit)
-        self.yield_seconds = self._time_one_yield(
-            _YIELD_LOOP(base + x86_64.WORKER_YIELD_LOOP_OFFSET))
+        self.yield_seconds = _time_one_yield(_YIELD_LOOP(base + x86_64.WORKER_YIELD_LOOP_OFFSET))
+        self._blocks: list[int] = []
+        self._block_pages: list[mmap.mmap] = []
 
-    @staticmethod
-    def _time_one_yield(yield_loop: Callable[[int], None]) -> float:
-        best = float("inf")
-        for _ in range(3):              # ~0.1 ms: the wait times need not be exact
-            start = time.perf_counter()
-            yield_loop(200)
-            best = min(best, time.perf_counter() - start)
-        return max(best / 200, 1e-8)
+    def new_block(self) -> int:
+        """The address of a zeroed job block that stays mapped for good."""
+        with self._lock:
+            if not self._blocks:
+                page = mmap.mmap(-1, mmap.PAGESIZE)
+                self._block_pages.append(page)
+                base = ctypes.addressof(ctypes.c_char.from_buffer(page))
+                self._blocks = [base + offset for offset in
+                                range(0, mmap.PAGESIZE, x86_64.WORKER_BLOCK_SIZE)]
+            return self._blocks.pop()
 
     @classmethod
     def get(cls) -> _Code:
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
+        code = cls._instance
+        if code is None:
+            with cls._lock:
+                if cls._instance is None:
+                    cls._instance = cls()
+                code = cls._instance
+        return code
+
+
+def _time_one_yield(yield_loop: Callable[[int], None]) -> float:
+    """What one ``sched_yield`` costs here, from a few batches: ~10 us on an
+    idle machine, and bounded on a busy one, where a yield may give the CPU
+    away for milliseconds (the wait times need not be exact)."""
+    best, total = float("inf"), 0.0
+    for _ in range(4):
+        start = time.perf_counter()
+        yield_loop(16)
+        elapsed = time.perf_counter() - start
+        best, total = min(best, elapsed), total + elapsed
+        if total > 0.001:
+            break
+    return max(best / 16, 1e-8)
 
 
 class NativeWorker:
     """A thread that runs ``function(a0, a1, a2, a3)`` (integer arguments and
     result) for whichever Python thread calls :meth:`call`, one job at a
-    time. The function must not call into Python."""
+    time. The function must not call into Python; a job cannot be
+    interrupted (Ctrl-C is seen when it returns). The thread's stack is
+    ``threading.stack_size()``'s, like any thread's."""
 
     def __init__(self, wait_seconds: float = DEFAULT_WAIT_SECONDS):
         if not supported():
             raise ConfigurationError("the native worker needs x86-64 Linux")
         self._code = _Code.get()
-        self._block = (ctypes.c_uint64 * (x86_64.WORKER_BLOCK_SIZE // 8))()
+        self._address = self._code.new_block()
+        words = (ctypes.c_uint64 * (x86_64.WORKER_BLOCK_SIZE // 8)).from_address(self._address)
         yields = max(1, int(wait_seconds / self._code.yield_seconds))
-        self._block[x86_64.WORKER_SPIN_SLOT] = self._block[x86_64.SUBMITTER_SPIN_SLOT] = yields
-        self._address = ctypes.addressof(self._block)
+        words[x86_64.WORKER_SPIN_SLOT] = words[x86_64.SUBMITTER_SPIN_SLOT] = yields
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._code.serve, args=(self._address,),
                                         name="orcjit-native-worker", daemon=True)
         self._thread.start()
+        # dropped without close(): the thread leaves its loop (not joined: no waiting in a finaliser)
+        self._finalizer = weakref.finalize(self, _tell_to_stop, self._address)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def asleep(self) -> bool:
+        """Whether the thread sleeps on its futex (rather than waiting awake)."""
+        return bool(ctypes.c_uint32.from_address(self._address + 4).value)
 
     def call(self, function: int, *args: int) -> int:
         """Run ``function(*args)`` (at most four arguments) on the worker and
@@ -117,9 +156,15 @@ class NativeWorker:
         """Stop the thread once it has finished the job it is running."""
         with self._lock:
             if self._thread.is_alive():
-                self._block[0] = x86_64.WORKER_STOP
-                _futex_wake(self._address)        # in case it sleeps
+                self._finalizer()          # tells it to stop (once)
                 self._thread.join()
+
+
+def _tell_to_stop(address: int) -> None:
+    """Set the state word (only: the asleep word beside it is the worker's)
+    to STOP and wake the worker in case it sleeps."""
+    ctypes.c_uint32.from_address(address).value = x86_64.WORKER_STOP
+    _futex_wake(address)
 
 
 def supported() -> bool:
@@ -140,20 +185,24 @@ _shared_lock = threading.Lock()
 
 
 def shared_worker() -> NativeWorker:
-    """The process's worker, started on first use (callers ask :func:`wanted`
-    whether to use it)."""
+    """The process's worker, started on first use, or again if it was
+    stopped (callers ask :func:`wanted` whether to use it)."""
     global _shared
-    if _shared is None:
+    worker = _shared
+    if worker is None or not worker.alive:
         with _shared_lock:
-            if _shared is None:
+            if _shared is None or not _shared.alive:
                 _shared = NativeWorker()
-    return _shared
+            worker = _shared
+    return worker
 
 
 def _forget_after_fork() -> None:
-    """A forked child has no worker thread (nor a usable lock): it starts anew."""
+    """A forked child has no worker thread, and locks another thread may
+    have held at the fork: it starts anew."""
     global _shared, _shared_lock
     _shared, _shared_lock = None, threading.Lock()
+    _Code._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
