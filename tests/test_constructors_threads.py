@@ -15,6 +15,10 @@ stuck inside it).
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +130,18 @@ def slow_source(value: int, started: threading.Event,
 
 def value_at(jit: orcjit.JIT, name: str) -> int:
     return ctypes.c_int64.from_address(jit.address(name)).value
+
+
+def run_alone(script: str) -> list[str]:
+    """Run ``script`` in a fresh interpreter -- a crash fails the test instead
+    of killing pytest -- and return the lines it printed."""
+    source = os.path.dirname(os.path.dirname(orcjit.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (source, os.environ.get("PYTHONPATH")) if p))
+    result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(script)],
+                            capture_output=True, text=True, timeout=2 * DEADLINE, env=env)
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr}"
+    return result.stdout.splitlines()
 
 
 # -- the deadlock ---------------------------------------------------------------------
@@ -457,3 +473,49 @@ def test_a_failed_add_leaves_the_jit_as_it_was():
         jit.linker.platform.run_initializers = real
         jit.add_ir(REMOVABLE)
         assert jit.lookup("f", "int64_t()")() == 42
+
+
+# -- weak definitions and the GOT slots bound to them ----------------------------------
+WEAK_F = "define weak i64 @f() {\n  ret i64 1\n}\n"
+CALLS_F = "declare i64 @f()\ndefine i64 @callf() {\n  %v = call i64 @f()\n  ret i64 %v\n}\n"
+# a set whose constructor calls hold() (the test decides how long that takes)
+HELD = """
+declare void @hold()
+define i64 @seven() {
+  ret i64 7
+}
+define internal void @init() {
+  call void @hold()
+  ret void
+}
+""" + ctors("init")
+STRONG_F = "declare i64 @seven()\ndefine i64 @f() {\n  %v = call i64 @seven()\n  ret i64 %v\n}\n"
+
+
+def test_removing_a_weak_definition_never_leaves_its_slots_at_0():
+    """The strong f left needs a set whose constructor another thread runs:
+    the removal waits for it, links f, and moves the slots there."""
+    lines = run_alone(f"""
+        import threading, time
+        import orcjit
+        from orcjit.frontends.ir import parse_ir
+        jit = orcjit.JIT()
+        holding = threading.Event()
+        def hold():
+            holding.set()
+            time.sleep({PAUSE})
+        jit.define("hold", hold, "void()")
+        weak = jit.add_ir({WEAK_F!r})
+        jit.add_ir({CALLS_F!r})
+        callf = jit.lookup("callf", "int64_t()")
+        print(callf())
+        adder = threading.Thread(target=jit.add_ir, args=({HELD!r},))
+        adder.start()
+        assert holding.wait({DEADLINE})
+        jit.optimizer.add_module_set([parse_ir({STRONG_F!r})])   # pending: needs HELD's set
+        jit.remove(weak)
+        print(callf())
+        adder.join({DEADLINE})
+        jit.close()
+    """)
+    assert lines == ["1", "7"]

@@ -77,8 +77,8 @@ class _Busy(BaseException):
     transition. It unwinds to the outermost :meth:`ObjectLinkingLayer._locked`
     of this thread, which waits without the lock and runs the step again
     (waiting deeper down would keep the lock held by the frames above);
-    only ``_rebind`` stops it sooner. A BaseException, so that resolvers
-    catching Exception let it through.
+    only ``_rebind`` stops it sooner, when other code can stand in. A
+    BaseException, so that resolvers catching Exception let it through.
     """
 
     def __init__(self, transition: Transition):
@@ -440,22 +440,36 @@ class ObjectLinkingLayer(Layer):
             closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
         return closure, bindings
 
-    def _rebind(self, name: str) -> None:
-        """Point every rebindable GOT slot of ``name`` at its current winner.
+    def _rebind(self, name: str, leaving: bool = False) -> None:
+        """Point every rebindable GOT slot of ``name`` at the best definition
+        in memory (``leaving``: the one they were bound to is being removed).
 
-        A winner that cannot be linked now (it fails, or needs a set another
-        thread is initialising) leaves the slots at 0 until it is linked.
-        One in memory is used at once, even while its constructors run."""
-        winner = self._winner(name)
+        Candidates are taken in precedence order, a pending one linked first.
+        One that cannot be linked now (it fails, or needs a set in another
+        thread's transition) is passed over: the slots stay on code that
+        exists and move when it links (linking a set rebinds its names).
+        Only when the slots' target is leaving and nothing else is in memory
+        does _Busy get out: removal waits, then tries again -- the slots
+        never hold 0 while something defines the name.
+        """
         address = 0
-        if winner is not None:
-            if winner.owner.state is State.PENDING:
+        busy: _Busy | None = None
+        for candidate in sorted(self._candidates.get(name, ()), key=lambda c: -c.strength):
+            owner = candidate.owner        # (a stable sort: the first of equals first)
+            if owner.state is State.PENDING:
                 try:
-                    self._materialize(winner.owner)
-                except (JITError, _Busy):
-                    pass
-            if winner.owner.state in _LINKED:
-                address = winner.address
+                    self._materialize(owner)
+                except JITError:
+                    continue
+                except _Busy as error:
+                    busy = busy or error
+                    continue
+            if owner.state in _LINKED:
+                address = candidate.address
+                break
+        else:
+            if busy is not None and leaving:
+                raise busy
         data = address.to_bytes(8, "little")
         for _owner, slot in self._rebindable.get(name, ()):
             self.executor.write(slot, data)
@@ -506,25 +520,35 @@ class ObjectLinkingLayer(Layer):
         return linked
 
     def _end_removal(self, linked: LinkedSet) -> None:
-        """(A _locked step) forget the set and free its memory."""
+        """(A _locked step) hand the slots bound to the set's definitions on,
+        then forget the set and free its memory.
+
+        Handing on may have to wait for another thread (see _rebind): then
+        the set's definitions are put back, and the step runs again later.
+        """
+        withdrawn = self._withdraw(linked)
         try:
-            for registration in linked.debug_registrations:
-                self.platform.debugger.unregister(registration)
-            for name, definition in linked.definitions.items():
-                candidates = self._candidates[name]
-                candidates.remove(definition)
-                if not candidates:
-                    del self._candidates[name]
             self._forget_slots(linked)
-            for signature in [s for s, owner in self._comdats.items() if owner is linked]:
-                del self._comdats[signature]
-            linked.release_memory()
-        finally:
-            del self._sets[linked.handle]
-            if linked.transition is not None:
-                self._end_transition(linked.transition, State.REMOVED)
-            else:
-                linked.state = State.REMOVED
+        except _Busy:
+            for name, index in withdrawn:
+                self._candidates.setdefault(name, []).insert(index, linked.definitions[name])
+            raise
+        except BaseException:
+            self._forget(linked)
+            raise
+        self._forget(linked)
+
+    def _withdraw(self, linked: LinkedSet) -> list[tuple[str, int]]:
+        """Take the set's definitions out of the symbol table; where each was."""
+        withdrawn = []
+        for name, definition in linked.definitions.items():
+            candidates = self._candidates[name]
+            index = candidates.index(definition)
+            del candidates[index]
+            if not candidates:
+                del self._candidates[name]
+            withdrawn.append((name, index))
+        return withdrawn
 
     def _forget_slots(self, linked: LinkedSet) -> None:
         """Drop the set's own slots; re-point others at what its definitions leave behind."""
@@ -534,8 +558,25 @@ class ObjectLinkingLayer(Layer):
                 slots[:] = [(owner, slot) for owner, slot in slots if owner is not linked]
                 if not slots:
                     del self._rebindable[name]
-        for name in linked.definitions.keys() & self._rebindable.keys():
-            self._rebind(name)
+        linked.rebindable_slots = ()
+        if self._rebindable:
+            for name in linked.definitions.keys() & self._rebindable.keys():
+                self._rebind(name, leaving=True)
+
+    def _forget(self, linked: LinkedSet) -> None:
+        """(Under the lock) drop the set from the remaining tables and free its memory."""
+        try:
+            for registration in linked.debug_registrations:
+                self.platform.debugger.unregister(registration)
+            for signature in [s for s, owner in self._comdats.items() if owner is linked]:
+                del self._comdats[signature]
+            linked.release_memory()
+        finally:
+            del self._sets[linked.handle]
+            if linked.transition is not None:
+                self._end_transition(linked.transition, State.REMOVED)
+            else:
+                linked.state = State.REMOVED
 
     def handles(self) -> list[Handle]:
         return list(self._sets)
