@@ -5,7 +5,8 @@ compilation needs the lock to link its body), and may take its time while
 other threads use the JIT. Until a set's constructors have returned, other
 threads that want the set -- a lookup, a set binding to it, its removal --
 wait; the thread running them does not. A constructor that fails leaves its
-sets FAILED, and every waiter sees why.
+set FAILED, and the sets that bind to it; every waiter sees why, and sets
+linked with it that do not need it are published as usual.
 
 Every test runs its threads with a deadline: a regression fails the test
 instead of hanging the suite (the JIT is then left open: a thread may be
@@ -28,8 +29,10 @@ from typing import Any
 import pytest
 
 import orcjit
+from arbuilder import ar
 from orcjit.errors import ExecutorError, JITError, UnresolvedSymbolsError
 from orcjit.frontends.ir import parse_ir
+from orcjit.layers import create_target_machine
 from orcjit.link.linker import State
 
 DEADLINE = 5.0      # seconds; every test finishes in well under one when it works
@@ -473,6 +476,110 @@ def test_a_failed_add_leaves_the_jit_as_it_was():
         jit.linker.platform.run_initializers = real
         jit.add_ir(REMOVABLE)
         assert jit.lookup("f", "int64_t()")() == 42
+
+
+HELPER = "define i64 @helper() {\n  ret i64 3\n}\n"
+# constructed after HELPER's set (added later), binds to it
+USES_HELPER = """
+declare i64 @helper()
+@v = global i64 0
+define internal void @init() {
+  %h = call i64 @helper()
+  store i64 %h, ptr @v
+  ret void
+}
+""" + ctors("init")
+
+
+@pytest.mark.parametrize("where", ["pending set", "archive member"])
+def test_a_failed_add_leaves_sets_it_pulled_in_usable(where):
+    """A set linked with the failing one but not binding to it is published."""
+    with open_jit() as jit:
+        if where == "pending set":
+            add_pending(jit, HELPER)
+        else:
+            jit.add_archive(ar({"helper.o": create_target_machine().emit_object(parse_ir(HELPER))}))
+        real = jit.linker.platform.run_initializers
+
+        def failing(initializers: list[int]) -> None:
+            raise Interrupted("constructor failed")
+        jit.linker.platform.run_initializers = failing
+        with pytest.raises(Interrupted):
+            jit.add_ir(USES_HELPER)
+        jit.linker.platform.run_initializers = real
+        assert [s.state for s in jit.linker._sets.values()] == [State.FINALIZED]
+        assert jit.lookup("helper", "int64_t()")() == 3
+        jit.add_ir(USES_HELPER)
+        assert value_at(jit, "v") == 3
+
+
+def constructed(name: str, uses: str = "") -> str:
+    """A set whose constructor stores tick() in @``name`` (plus @``uses``, if given)."""
+    extern, load, value = "", "", "%t"
+    if uses:
+        extern = f"@{uses} = external global i64\n"
+        load, value = f"  %u = load i64, ptr @{uses}\n  %s = add i64 %t, %u\n", "%s"
+    return (f"{extern}@{name} = global i64 0\ndeclare i64 @tick()\n"
+            f"define internal void @init() {{\n  %t = call i64 @tick()\n{load}"
+            f"  store i64 {value}, ptr @{name}\n  ret void\n}}\n" + ctors("init"))
+
+
+def test_a_failing_constructor_fails_only_the_sets_that_bind_to_its_set():
+    """In add order: e binds to x, x's constructor fails, y binds to x, z binds
+    to nothing, the root binds to e, y and z. x, and what reaches x, fail; z
+    is constructed and published."""
+    with open_jit() as jit:
+        jit.define("tick", lambda: 4, "int64_t()")
+        he, hx, hy, hz = (add_pending(jit, constructed("e", uses="x")),
+                          add_pending(jit, constructed("x")),
+                          add_pending(jit, constructed("y", uses="x")),
+                          add_pending(jit, constructed("z")))
+        root = add_pending(jit, "@e = external global i64\n@y = external global i64\n"
+                                "@z = external global i64\ndefine i64 @sum() {\n"
+                                "  %a = load i64, ptr @y\n  %b = load i64, ptr @z\n"
+                                "  %c = load i64, ptr @e\n  %s = add i64 %a, %b\n"
+                                "  %t = add i64 %s, %c\n  ret i64 %t\n}\n")
+        real = jit.linker.platform.run_initializers
+        calls: list[list[int]] = []
+
+        def second_fails(initializers: list[int]) -> None:      # e's runs, then x's fails
+            calls.append(initializers)
+            if len(calls) == 2:
+                raise Interrupted("x's constructor")
+            real(initializers)
+        jit.linker.platform.run_initializers = second_fails
+        with pytest.raises(Interrupted):
+            jit.linker.emit(root)
+        assert len(calls) == 3                                  # e, x, z: not y's
+        states = [jit.linker._sets[h].state for h in (he, hx, hy, hz, root)]
+        assert states == [State.FAILED, State.FAILED, State.FAILED, State.FINALIZED, State.FAILED]
+        assert value_at(jit, "z") == 4
+        with pytest.raises(JITError, match="binds to failed in its static constructors.*x's"):
+            jit.address("sum")
+        jit.linker.platform.run_initializers = real
+
+
+def test_an_archive_member_that_failed_is_linked_afresh_when_next_needed():
+    """The failed add removes its set and the member's; the member's next
+    need links it again (its constructor runs again, and now works)."""
+    with open_jit() as jit:
+        jit.define("tick", lambda: 4, "int64_t()")
+        member = create_target_machine().emit_object(parse_ir(constructed("m")))
+        jit.add_archive(ar({"m.o": member}))
+        real = jit.linker.platform.run_initializers
+        calls: list[list[int]] = []
+
+        def second_fails(initializers: list[int]) -> None:
+            calls.append(initializers)      # (add order: s's, then the member's)
+            if len(calls) == 2:
+                raise Interrupted("m's constructor")
+            real(initializers)
+        jit.linker.platform.run_initializers = second_fails
+        with pytest.raises(Interrupted):
+            jit.add_ir(constructed("s", uses="m"))
+        assert len(calls) == 2 and not jit.linker.handles()
+        jit.add_ir(constructed("s", uses="m"))
+        assert len(calls) == 4 and value_at(jit, "m") == 4
 
 
 # -- weak definitions and the GOT slots bound to them ----------------------------------

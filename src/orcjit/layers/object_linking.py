@@ -9,8 +9,10 @@ refer to each other in any order. Unresolved symbols are found before
 anything is allocated: the sets stay pending and can link once the names
 are defined. A set whose link fails later (an overflowing relocation) has
 its memory freed and only accepts removal; so does one whose constructors
-fail (or a set linked with it), which keeps its memory until removal runs
-the destructors of what was constructed.
+fail, or one that binds to such a set (directly or through others), which
+keeps its memory until removal runs the destructors of what was
+constructed. The other sets linked with it are published as if it had not
+been there: a failed add takes no unrelated set down with it.
 
 Precedence of definitions across sets: a strong definition beats weak and
 COMMON ones, otherwise the first one added wins; two strong definitions
@@ -42,8 +44,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from types import ModuleType
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType, ModuleType
 from typing import Any, TypeVar
 
 from ..arch import x86_64
@@ -70,6 +72,7 @@ R = TypeVar("R")
 
 #: states whose sets are in memory: their addresses can be bound to
 _LINKED = frozenset({State.INITIALIZING, State.FINALIZED, State.REMOVING})
+_NONE_FAILED: Mapping[int, BaseException] = MappingProxyType({})
 
 
 class _Busy(BaseException):
@@ -281,40 +284,86 @@ class ObjectLinkingLayer(Layer):
 
     def _run_due(self) -> None:
         """Run the static constructors of the closures this thread has linked,
-        without the lock, in link order; publish each closure (FINALIZED) when
-        they have returned. If one raises, that closure and the later ones
-        (linked by the same call: mostly sets that need it) end FAILED with a
-        JITError saying so. Waiters are woken either way."""
+        without the lock, in link order (see _construct); raise the first
+        error any of them raised."""
         me = threading.get_ident()
         with self._lock:
             mine = [transition for transition in self._due if transition.thread == me]
             if not mine:
                 return
             self._due = [transition for transition in self._due if transition.thread != me]
+        failed: dict[int, BaseException] = {}
+        first: BaseException | None = None
         try:
             for transition in mine:
-                for linked in transition.sets:
-                    linked.constructed = True
-                    if linked.initializers:
-                        self.platform.run_initializers(linked.initializers)
-                with self._lock:
-                    self._end_transition(transition, State.FINALIZED)
+                error = self._construct(transition, failed)
+                first = first or error
         except BaseException as error:
             failure = _failure(error, ExecutorError, "the static constructors of this set "
-                               "or of one linked with it did not finish")
+                               "were interrupted")
             with self._lock:
                 for transition in mine:
                     if not transition.done:
-                        self._end_transition(transition, State.FAILED, failure)
+                        self._end_transition(transition, State.FAILED,
+                                             dict.fromkeys(map(id, transition.sets), failure))
             raise
+        if first is not None:
+            raise first
+
+    def _construct(self, transition: Transition,
+                   failed: dict[int, BaseException]) -> BaseException | None:
+        """Run the constructors of a linked closure's sets in add order, then
+        publish it; returns the first error a constructor raised.
+
+        A set whose constructors fail ends FAILED, and so does every set that
+        binds to it, directly or through others (``failed``, by id, shared by
+        the closures one call linked). The others end FINALIZED as if the
+        failing set had not been linked with them: a failed add takes no
+        unrelated set down with it.
+        """
+        first = None
+        for linked in transition.sets:
+            if not transition.needs[id(linked)].isdisjoint(failed):
+                continue
+            linked.constructed = True
+            if linked.initializers:
+                try:
+                    self.platform.run_initializers(linked.initializers)
+                except BaseException as error:
+                    first = first or error
+                    failed[id(linked)] = _failure(
+                        error, ExecutorError, "the static constructors of this set did not finish")
+        told: dict[int, BaseException] = {}    # id(an error) -> what sets binding to its set say
+        spreading = True
+        while spreading:            # sets earlier in add order may bind to later ones
+            spreading = False
+            for linked in transition.sets:
+                if id(linked) not in failed:
+                    cause = next((failed[need] for need in transition.needs[id(linked)]
+                                  if need in failed), None)
+                    if cause is not None:
+                        error = told.get(id(cause))
+                        if error is None:        # (a set binding to such a set says the same)
+                            error = ExecutorError("a set this one binds to failed in its "
+                                                  f"static constructors: {cause}")
+                            told[id(cause)] = told[id(error)] = error
+                        failed[id(linked)] = error
+                        spreading = True
+        with self._lock:
+            self._end_transition(transition, State.FINALIZED, failed)
+        return first
 
     def _end_transition(self, transition: Transition, state: State,
-                        error: BaseException | None = None) -> None:
-        """(Under the lock) move the transition's sets to ``state``; wake waiters."""
+                        failed: Mapping[int, BaseException] = _NONE_FAILED) -> None:
+        """(Under the lock) move the transition's sets to ``state``, or FAILED
+        with the error ``failed`` has for them; wake waiters."""
         for linked in transition.sets:
-            linked.state, linked.transition = state, None
-            if error is not None:
-                linked.error = error
+            error = failed.get(id(linked))
+            if error is None:
+                linked.state = state
+            else:
+                linked.state, linked.error = State.FAILED, error
+            linked.transition = None
         transition.done = True
         self._transition_done.notify_all()
 
@@ -360,7 +409,8 @@ class ObjectLinkingLayer(Layer):
             self.link_seconds += time.perf_counter() - start
         for linked in closure:
             if linked.initializers:
-                transition = Transition(closure, threading.get_ident())
+                transition = Transition(closure, threading.get_ident(),
+                                        self._needs(closure, bindings))
                 for member in closure:
                     member.state, member.transition = State.INITIALIZING, transition
                 self._due.append(transition)
@@ -439,6 +489,21 @@ class ObjectLinkingLayer(Layer):
         if len(closure) > 1:
             closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
         return closure, bindings
+
+    @staticmethod
+    def _needs(closure: list[LinkedSet],
+               bindings: dict[int, dict[str, Binding]]) -> dict[int, frozenset[int]]:
+        """For each set of a closure with constructors: the sets not yet
+        published that it binds to (its closure's, or ones this thread is
+        still constructing), by id -- whose failure it shares."""
+        unpublished = {id(linked) for linked in closure}
+        needs = {}
+        for linked in closure:
+            needs[id(linked)] = frozenset(
+                id(owner) for binding in bindings[id(linked)].values()
+                if isinstance(binding, Definition) and (owner := binding.owner) is not linked
+                and (id(owner) in unpublished or owner.transition is not None))
+        return needs
 
     def _rebind(self, name: str, leaving: bool = False) -> None:
         """Point every rebindable GOT slot of ``name`` at the best definition
@@ -581,9 +646,18 @@ class ObjectLinkingLayer(Layer):
     def handles(self) -> list[Handle]:
         return list(self._sets)
 
+    def owns(self, handle: Handle) -> bool:
+        """Whether ``handle`` is a set of this layer (not removed)."""
+        return handle in self._sets
+
     def pending_handles(self) -> list[Handle]:
         """Sets added but not linked yet."""
         return [h for h, s in self._sets.items() if s.state is State.PENDING]
+
+    def failed_handles(self) -> list[Handle]:
+        """Sets whose link or constructors failed (or a set's they bind to):
+        they only accept removal."""
+        return [h for h, s in self._sets.items() if s.state is State.FAILED]
 
     def close(self) -> None:
         """Remove every set (destructors run, latest set first) and free the pool.

@@ -61,6 +61,9 @@ class Transition:
 
     sets: list[LinkedSet]
     thread: int                # threading.get_ident() of the thread running the code
+    #: constructors: per set (by id), the unpublished sets it binds to (see
+    #: ObjectLinkingLayer._construct); empty for destructors
+    needs: dict[int, frozenset[int]] = field(default_factory=dict)
     done: bool = False
 
 
