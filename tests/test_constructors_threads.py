@@ -33,6 +33,7 @@ from arbuilder import ar
 from orcjit.errors import ExecutorError, JITError, UnresolvedSymbolsError
 from orcjit.frontends.ir import parse_ir
 from orcjit.layers import create_target_machine
+from orcjit.layers.object_linking import ObjectLinkingLayer
 from orcjit.link.linker import State
 
 DEADLINE = 5.0      # seconds; every test finishes in well under one when it works
@@ -580,6 +581,62 @@ def test_an_archive_member_that_failed_is_linked_afresh_when_next_needed():
         assert len(calls) == 2 and not jit.linker.handles()
         jit.add_ir(constructed("s", uses="m"))
         assert len(calls) == 4 and value_at(jit, "m") == 4
+
+
+# -- an interrupt between the layer's steps ---------------------------------------------
+class Interrupt(BaseException):
+    """Stands for a KeyboardInterrupt arriving between two of the layer's steps."""
+
+
+class InterruptOnAppend(list):
+    """A _due list: the interrupt comes as a closure's constructors are queued."""
+
+    def append(self, item: Any) -> None:
+        raise Interrupt
+
+
+class InterruptOnSecondLook(list):
+    """A _due list: the interrupt comes as _run_due has taken this thread's
+    closures, before it drops them from the list."""
+
+    looks = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self.looks += 1
+        if self.looks == 2:
+            raise Interrupt
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("window", ["queueing constructors", "taking them to run",
+                                    "after removal began"])
+def test_an_interrupt_between_steps_leaves_no_transition_behind(window, monkeypatch):
+    """The add (or removal) fails, the set is gone, nobody waits for it."""
+    with open_jit() as jit:
+        jit.define("slow_start", lambda: None, "void()")
+        jit.define("stop", lambda: None, "void()")
+        if window == "after removal began":
+            handle = jit.add_ir(REMOVABLE)
+            begin = ObjectLinkingLayer._begin_removal
+
+            def interrupted(layer: ObjectLinkingLayer, handle: orcjit.Handle) -> Any:
+                begin(layer, handle)
+                raise Interrupt
+            monkeypatch.setattr(ObjectLinkingLayer, "_begin_removal", interrupted)
+            with pytest.raises(Interrupt):
+                jit.remove(handle)
+        else:
+            due = InterruptOnAppend() if window == "queueing constructors" else InterruptOnSecondLook()
+            monkeypatch.setattr(jit.linker, "_due", due)
+            with pytest.raises(Interrupt):
+                jit.add_ir(REMOVABLE)
+        monkeypatch.undo()
+        assert not jit.linker.handles()
+        looker, found = start(jit.address, "f")
+        finish(looker)
+        assert found == [0]
+        jit.add_ir(REMOVABLE)
+        assert jit.lookup("f", "int64_t()")() == 42
 
 
 # -- weak definitions and the GOT slots bound to them ----------------------------------

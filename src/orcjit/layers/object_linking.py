@@ -285,16 +285,18 @@ class ObjectLinkingLayer(Layer):
     def _run_due(self) -> None:
         """Run the static constructors of the closures this thread has linked,
         without the lock, in link order (see _construct); raise the first
-        error any of them raised."""
+        error any of them raised. Whatever interrupts this between steps,
+        every closure taken ends (FAILED) and its waiters wake."""
         me = threading.get_ident()
-        with self._lock:
-            mine = [transition for transition in self._due if transition.thread == me]
-            if not mine:
-                return
-            self._due = [transition for transition in self._due if transition.thread != me]
+        mine: list[Transition] = []
         failed: dict[int, BaseException] = {}
         first: BaseException | None = None
         try:
+            with self._lock:
+                mine = [transition for transition in self._due if transition.thread == me]
+                if not mine:
+                    return
+                self._due = [transition for transition in self._due if transition.thread != me]
             for transition in mine:
                 error = self._construct(transition, failed)
                 first = first or error
@@ -302,6 +304,7 @@ class ObjectLinkingLayer(Layer):
             failure = _failure(error, ExecutorError, "the static constructors of this set "
                                "were interrupted")
             with self._lock:
+                self._due = [transition for transition in self._due if transition not in mine]
                 for transition in mine:
                     if not transition.done:
                         self._end_transition(transition, State.FAILED,
@@ -399,22 +402,17 @@ class ObjectLinkingLayer(Layer):
             frames = self.platform.frames
             for linked in closure:
                 linked.finalize(frames.register_address, frames.deregister_address)
+            self._publish(closure, bindings)
         except BaseException as error:
             failure = _failure(error, LinkError, "linking this set was interrupted earlier")
+            for transition in [t for t in self._due if t.sets is closure]:
+                self._withdraw_due(transition)
             for linked in linked_so_far:
                 linked.release_memory()
                 linked.state, linked.error = State.FAILED, failure
             raise
         finally:
             self.link_seconds += time.perf_counter() - start
-        for linked in closure:
-            if linked.initializers:
-                transition = Transition(closure, threading.get_ident(),
-                                        self._needs(closure, bindings))
-                for member in closure:
-                    member.state, member.transition = State.INITIALIZING, transition
-                self._due.append(transition)
-                break
         for linked in closure:
             self.objects_linked += len(linked.graphs)
             self.relocations_applied += linked.relocation_count
@@ -490,6 +488,32 @@ class ObjectLinkingLayer(Layer):
             closure.sort(key=lambda s: s.handle.id)    # add order: constructors run in it
         return closure, bindings
 
+    def _publish(self, closure: list[LinkedSet], bindings: dict[int, dict[str, Binding]]) -> None:
+        """A closure just linked is FINALIZED; one with constructors is left
+        INITIALIZING instead, due for this thread (see _run_due). Its
+        Transition is queued before any set is marked, so an interrupt at any
+        point leaves nothing that _run_due (or the link's failure) cannot end.
+        """
+        for linked in closure:
+            if linked.initializers:
+                transition = Transition(closure, threading.get_ident(),
+                                        self._needs(closure, bindings))
+                self._due.append(transition)
+                for member in closure:
+                    member.state, member.transition = State.INITIALIZING, transition
+                return
+        for linked in closure:
+            linked.state = State.FINALIZED
+
+    def _withdraw_due(self, transition: Transition) -> None:
+        """(Under the lock) a closure whose link failed after it was queued:
+        nobody is to run its constructors."""
+        self._due.remove(transition)
+        for linked in transition.sets:
+            linked.transition = None
+        transition.done = True
+        self._transition_done.notify_all()
+
     @staticmethod
     def _needs(closure: list[LinkedSet],
                bindings: dict[int, dict[str, Binding]]) -> dict[int, frozenset[int]]:
@@ -554,16 +578,33 @@ class ObjectLinkingLayer(Layer):
     remove_module_set = remove_object_set
 
     def _remove(self, handle: Handle) -> bool:
-        """remove_object_set; False if there is no such set (any more)."""
-        linked = self._locked(ObjectLinkingLayer._begin_removal, handle)
-        if linked is None:
-            return False
-        if linked.state is State.REMOVING:
-            try:
+        """remove_object_set; False if there is no such set (any more).
+
+        A removal this call began ends whatever stops it between steps (an
+        interrupt: the destructors not run yet are skipped), so no set is
+        left REMOVING for others to wait on forever.
+        """
+        already = self._own_transition(handle)    # (from its own constructors: refused)
+        try:
+            linked = self._locked(ObjectLinkingLayer._begin_removal, handle)
+            if linked is None:
+                return False
+            if linked.state is State.REMOVING:
                 self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
-            finally:
-                self._locked(ObjectLinkingLayer._end_removal, linked)
-        return True
+            return True
+        finally:
+            begun = self._own_transition(handle)
+            if begun is not None and begun is not already:
+                self._locked(ObjectLinkingLayer._end_removal, begun.sets[0])
+
+    def _own_transition(self, handle: Handle) -> Transition | None:
+        """The transition this thread is running for set ``handle``, if any
+        (only this thread starts or ends it: no lock needed)."""
+        linked = self._sets.get(handle)
+        transition = linked.transition if linked is not None else None
+        if transition is not None and transition.thread == threading.get_ident():
+            return transition
+        return None
 
     def _begin_removal(self, handle: Handle) -> LinkedSet | None:
         """(A _locked step) a set with destructors to run becomes REMOVING;

@@ -10,8 +10,8 @@
 3. **fix up** every edge into working memory (after every set that this
    one binds to is allocated too);
 4. **finalise**: commit through the memory manager (protections, eh-frame
-   registration) -- then the layer has the static constructors run, after
-   releasing its lock (see :class:`Transition`).
+   registration) -- then the layer publishes the set, or has its static
+   constructors run first, after releasing its lock (see :class:`Transition`).
 
 The layer decides *which* definition a name binds to across sets; this
 module only applies the decision.
@@ -354,7 +354,6 @@ class LinkedSet:
                                 ActionCall(deregister_frame, (address,))))
         self.memory.finalize(self._buffers, actions)
         self._buffers = self._segment_sizes = ()
-        self.state = State.FINALIZED
 
     def debug_objects(self) -> list[bytes]:
         """Debug objects (see runtime.debugger) of the graphs that carry DWARF."""
