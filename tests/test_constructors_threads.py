@@ -251,6 +251,44 @@ def test_sets_without_constructors_are_finalized_as_they_link():
         assert jit.linker._due == []
 
 
+def uses_other(me: str, other: str) -> str:
+    """A set whose constructor calls sync_<me>() (which uses the other set)."""
+    return f"""
+@g{me} = global i64 {ord(me)}
+declare void @sync_{me}()
+define i64 @{me}_f() {{
+  %v = load i64, ptr @g{me}
+  ret i64 %v
+}}
+define internal void @init() {{
+  call void @sync_{me}()
+  ret void
+}}
+""" + ctors("init")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_constructors_on_two_threads_may_need_each_others_set(lazy):
+    """Each waits for the other's constructors: one of them goes on instead."""
+    with open_jit(lazy=lazy) as jit:
+        arrived = {"a": threading.Event(), "b": threading.Event()}
+        got: dict[str, int] = {}
+
+        def sync(me: str, other: str) -> Callable[[], None]:
+            def call_the_other() -> None:
+                arrived[me].set()
+                arrived[other].wait(DEADLINE)         # both constructors are running now
+                got[me] = jit.lookup(f"{other}_f", "int64_t()")()
+            return call_the_other
+        jit.define("sync_a", sync("a", "b"), "void()")
+        jit.define("sync_b", sync("b", "a"), "void()")
+        adders = [start(jit.add_ir, uses_other(me, other))[0] for me, other in ("ab", "ba")]
+        for adder in adders:
+            finish(adder)
+        assert got == {"a": ord("b"), "b": ord("a")}
+        assert all(s.state is State.FINALIZED for s in jit.linker._sets.values())
+
+
 # -- removal --------------------------------------------------------------------------
 REMOVABLE = """
 declare void @slow_start()

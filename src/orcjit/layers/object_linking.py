@@ -122,6 +122,8 @@ class ObjectLinkingLayer(Layer):
         self._transition_done = threading.Condition(self._lock)
         #: closures linked whose constructors their linking thread has yet to run
         self._due: list[Transition] = []
+        #: thread -> the transition it waits for (to find cycles: see _wait_for)
+        self._waiting: dict[int, Transition] = {}
         self.link_seconds = 0.0
         self.objects_linked = 0
         self.functions_added = 0
@@ -267,8 +269,44 @@ class ObjectLinkingLayer(Layer):
                 if self._due and not self._held_by_caller():
                     self._run_due()
             with self._transition_done:
-                while not transition.done:
-                    self._transition_done.wait()
+                self._wait_for(transition)
+
+    def _wait_for(self, transition: Transition) -> None:
+        """(Under the lock) wait until ``transition`` is done -- unless its
+        thread waits, through others, for one of this thread's: then this
+        thread becomes its guest (may use its sets) and goes on at once.
+
+        Two constructors that each need the other's set would otherwise wait
+        for each other forever. One of them has to go on; raising instead
+        would fail a constructor only for having had to wait.
+        """
+        me = threading.get_ident()
+        if self._waits_for(transition, me):
+            transition.guests |= {me}
+            return
+        self._waiting[me] = transition
+        try:
+            while not transition.done:
+                self._transition_done.wait()
+        finally:
+            del self._waiting[me]
+
+    def _waits_for(self, transition: Transition, thread: int) -> bool:
+        """(Under the lock) whether the thread running ``transition`` waits,
+        directly or through other threads' transitions, for ``thread``."""
+        seen = set()
+        while not transition.done:
+            owner = transition.thread
+            if owner == thread:
+                return True
+            if owner in seen:
+                return False
+            seen.add(owner)
+            next_transition = self._waiting.get(owner)
+            if next_transition is None:
+                return False
+            transition = next_transition
+        return False
 
     def _held_by_caller(self) -> bool:
         """Whether this thread still holds the lock once out of its own
@@ -277,10 +315,13 @@ class ObjectLinkingLayer(Layer):
 
     @staticmethod
     def _check_not_busy(linked: LinkedSet) -> None:
-        """Raise _Busy if another thread is running ``linked``'s constructors or destructors."""
+        """Raise _Busy if another thread is running ``linked``'s constructors
+        or destructors (and this one is not its guest: see _wait_for)."""
         transition = linked.transition
-        if transition is not None and transition.thread != threading.get_ident():
-            raise _Busy(transition)
+        if transition is not None:
+            me = threading.get_ident()
+            if transition.thread != me and me not in transition.guests:
+                raise _Busy(transition)
 
     def _run_due(self) -> None:
         """Run the static constructors of the closures this thread has linked,
@@ -612,12 +653,15 @@ class ObjectLinkingLayer(Layer):
         linked = self._sets.get(handle)
         if linked is None:
             return None
-        if linked.transition is not None:
-            if linked.transition.thread == threading.get_ident():
-                raise JITError(f"set {handle!r} cannot be removed while it is being "
-                               f"{'removed' if linked.state is State.REMOVING else 'initialised'}"
-                               " by this thread (from its constructors or destructors)")
-            raise _Busy(linked.transition)
+        transition = linked.transition
+        if transition is not None:
+            me = threading.get_ident()
+            if transition.thread == me or me in transition.guests:
+                doing = "removed" if linked.state is State.REMOVING else "initialised"
+                by = "this thread" if transition.thread == me else "a thread waiting for this one"
+                raise JITError(f"set {handle!r} cannot be removed while it is being {doing} "
+                               f"by {by} (from its constructors or destructors)")
+            raise _Busy(transition)
         if linked.state is State.FINALIZED or linked.constructed:
             linked.state = State.REMOVING
             linked.transition = Transition([linked], threading.get_ident())

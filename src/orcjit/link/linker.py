@@ -55,8 +55,8 @@ class Transition:
     sets are published together once every constructor has returned) or
     the destructors of one set being removed (REMOVING). Meanwhile the
     sets' addresses are fixed, but only ``thread`` -- whose constructors may
-    call the set's own functions -- may use them; other threads wait until
-    ``done``.
+    call the set's own functions -- and its ``guests`` may use them; other
+    threads wait until ``done``.
     """
 
     sets: list[LinkedSet]
@@ -64,6 +64,9 @@ class Transition:
     #: constructors: per set (by id), the unpublished sets it binds to (see
     #: ObjectLinkingLayer._construct); empty for destructors
     needs: dict[int, frozenset[int]] = field(default_factory=dict)
+    #: other threads that may use the sets meanwhile: each waits for a
+    #: transition whose thread waits for it (see ObjectLinkingLayer._wait_for)
+    guests: frozenset[int] = frozenset()
     done: bool = False
 
 
