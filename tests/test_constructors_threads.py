@@ -33,8 +33,9 @@ from arbuilder import ar
 from orcjit.errors import ExecutorError, JITError, UnresolvedSymbolsError
 from orcjit.frontends.ir import parse_ir
 from orcjit.layers import create_target_machine
+from orcjit.layers import object_linking
 from orcjit.layers.object_linking import ObjectLinkingLayer
-from orcjit.link.linker import State
+from orcjit.link.linker import State, Transition
 
 DEADLINE = 5.0      # seconds; every test finishes in well under one when it works
 PAUSE = 0.2         # how long a constructor or a compilation is held up
@@ -310,6 +311,24 @@ define i64 @f() {
 def add_pending(jit: orcjit.JIT, source: str) -> orcjit.Handle:
     """Add a set without linking it: its handle is known before its constructors run."""
     return jit.optimizer.add_module_set([parse_ir(source)])
+
+
+def test_sets_without_destructors_are_removed_without_a_transition(monkeypatch):
+    """The common path again: a lazy set removes a set per compiled body."""
+    made: list[Any] = []
+
+    def counted(*args: Any) -> Any:
+        made.append(args)
+        return Transition(*args)
+    monkeypatch.setattr(object_linking, "Transition", counted)
+    with open_jit(lazy=True) as jit:
+        handle = jit.add_ir(SLOW + "\ndefine i64 @other() {\n  ret i64 3\n}")
+        assert jit.lookup("slow", "int64_t()")() == 7 and jit.lookup("other", "int64_t()")() == 3
+        plain = jit.linker.add_object_set([create_target_machine().emit_object(parse_ir(SLOW))])
+        jit.linker.emit(plain)
+        jit.remove(handle)
+        jit.linker.remove_object_set(plain)
+        assert not jit.linker.handles() and made == []
 
 
 def test_removal_waits_for_the_sets_constructors():

@@ -649,7 +649,8 @@ class ObjectLinkingLayer(Layer):
 
     def _begin_removal(self, handle: Handle) -> LinkedSet | None:
         """(A _locked step) a set with destructors to run becomes REMOVING;
-        any other is removed at once."""
+        any other -- every lazily compiled body -- is removed at once, with
+        no transition to make or wait for."""
         linked = self._sets.get(handle)
         if linked is None:
             return None
@@ -662,7 +663,8 @@ class ObjectLinkingLayer(Layer):
                 raise JITError(f"set {handle!r} cannot be removed while it is being {doing} "
                                f"by {by} (from its constructors or destructors)")
             raise _Busy(transition)
-        if linked.state is State.FINALIZED or linked.constructed:
+        if (linked.state is State.FINALIZED or linked.constructed) and (
+                linked.finalizers or self.platform.has_registrations(linked.dso_handle)):
             linked.state = State.REMOVING
             linked.transition = Transition([linked], threading.get_ident())
         else:
@@ -677,15 +679,16 @@ class ObjectLinkingLayer(Layer):
         the set's definitions are put back, and the step runs again later.
         """
         withdrawn = self._withdraw(linked)
-        try:
-            self._forget_slots(linked)
-        except _Busy:
-            for name, index in withdrawn:
-                self._candidates.setdefault(name, []).insert(index, linked.definitions[name])
-            raise
-        except BaseException:
-            self._forget(linked)
-            raise
+        if linked.rebindable_slots or self._rebindable:
+            try:
+                self._forget_slots(linked)
+            except _Busy:
+                for name, index in withdrawn:
+                    self._candidates.setdefault(name, []).insert(index, linked.definitions[name])
+                raise
+            except BaseException:
+                self._forget(linked)
+                raise
         self._forget(linked)
 
     def _withdraw(self, linked: LinkedSet) -> list[tuple[str, int]]:
@@ -709,9 +712,8 @@ class ObjectLinkingLayer(Layer):
                 if not slots:
                     del self._rebindable[name]
         linked.rebindable_slots = ()
-        if self._rebindable:
-            for name in linked.definitions.keys() & self._rebindable.keys():
-                self._rebind(name, leaving=True)
+        for name in linked.definitions.keys() & self._rebindable.keys():
+            self._rebind(name, leaving=True)
 
     def _forget(self, linked: LinkedSet) -> None:
         """(Under the lock) drop the set from the remaining tables and free its memory."""

@@ -50,6 +50,10 @@ class Platform:
             self._registrations.setdefault(dso or 0, []).append((function or 0, argument or 0))
         return 0
 
+    def has_registrations(self, dso_handle: int) -> bool:
+        """Whether JIT'd code registered destructors under ``dso_handle`` (not 0)."""
+        return bool(dso_handle) and dso_handle in self._registrations
+
     def run_initializers(self, initializers: Sequence[int]) -> None:
         for address in initializers:
             self.executor.call(ActionCall(address))
