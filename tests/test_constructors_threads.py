@@ -446,6 +446,46 @@ def test_close_waits_for_constructors_running_on_another_thread():
     assert log == ["ctor start", "ctor end", "dtor"]
 
 
+# a constructor that registers a destructor with __cxa_atexit, then takes its time
+REGISTERS_AND_WAITS = """
+@__dso_handle = external hidden global i8
+@obj = global i64 0
+declare i32 @__cxa_atexit(ptr, ptr, ptr)
+declare void @slow_start()
+declare void @stop()
+define internal void @destroy(ptr %p) {
+  call void @stop()
+  ret void
+}
+define internal void @init() {
+  %r = call i32 @__cxa_atexit(ptr @destroy, ptr @obj, ptr @__dso_handle)
+  call void @slow_start()
+  ret void
+}
+define i64 @get() {
+  %v = load i64, ptr @obj
+  ret i64 %v
+}
+""" + ctors("init")
+
+
+def test_lazy_close_runs_atexit_destructors_after_the_constructor():
+    """The lazy set's handle is listed before its globals' constructors are
+    done; removing it (close) waits for them before running destructors."""
+    log: list[str] = []
+    started = threading.Event()
+    jit = orcjit.JIT(lazy=True)
+    jit.define("slow_start", slow_source(0, started, log), "void()")
+    jit.define("stop", lambda: log.append("dtor"), "void()")
+    adder, _ = start(jit.add_ir, REGISTERS_AND_WAITS)
+    assert started.wait(DEADLINE)
+    closer, closed = start(jit.close)
+    finish(closer)
+    finish(adder)
+    assert closed == [None]
+    assert log == ["ctor start", "ctor end", "dtor"]
+
+
 # -- a constructor that fails ---------------------------------------------------------
 class Interrupted(Exception):
     """Stands for anything that is not a JITError (an interrupt, say)."""

@@ -74,7 +74,9 @@ class _LazySet:
     aliases: list[str] = field(default_factory=list)
     generation: int = 0
     removed: bool = False
-    replacing: threading.Lock = field(default_factory=threading.Lock)   # one replace at a time
+    #: held while globals are added (by add_module_set or replace: one at a
+    #: time); removal waits for it, so for the constructors they run
+    changing: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,8 @@ class CompileOnDemandLayer(Layer):
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
         try:
-            self._add_globals(lazy, texts)
+            with lazy.changing:     # (close() may see the handle already: it waits)
+                self._add_globals(lazy, texts)
         except BaseException:
             self.remove_module_set(handle)
             raise
@@ -231,7 +234,7 @@ class CompileOnDemandLayer(Layer):
             lazy = self._sets.get(handle)
         if lazy is None:
             raise JITError(f"unknown or removed handle {handle!r}")
-        with lazy.replacing:
+        with lazy.changing:
             if lazy.removed:
                 raise JITError(f"unknown or removed handle {handle!r}")
             self._replace(lazy, modules)
@@ -404,7 +407,7 @@ class CompileOnDemandLayer(Layer):
             lazy = self._sets.get(handle)
         if lazy is None:
             raise JITError(f"unknown or already removed handle {handle!r}")
-        with lazy.replacing:                  # not while a replacement is under way
+        with lazy.changing:           # not while globals are added or replaced
             with self._lock:
                 if self._sets.pop(handle, None) is None:
                     raise JITError(f"unknown or already removed handle {handle!r}")
