@@ -780,3 +780,41 @@ def test_removing_a_weak_definition_never_leaves_its_slots_at_0():
         jit.close()
     """)
     assert lines == ["1", "7"]
+
+
+# f returns what its set's constructor stored (5), or 0 before that
+STRONG_F_CONSTRUCTED = """
+@sx = global i64 0
+declare void @hold()
+define i64 @f() {
+  %v = load i64, ptr @sx
+  ret i64 %v
+}
+define internal void @init() {
+  call void @hold()
+  store i64 5, ptr @sx
+  ret void
+}
+""" + ctors("init")
+
+
+def test_a_strong_definition_takes_over_weak_slots_once_its_constructors_ran():
+    """Until then calls through the slots still reach the weak f."""
+    with open_jit() as jit:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(DEADLINE)
+        jit.define("hold", hold, "void()")
+        jit.add_ir(WEAK_F)
+        jit.add_ir(CALLS_F)
+        callf = jit.lookup("callf", "int64_t()")
+        assert callf() == 1
+        adder, added = start(jit.add_ir, STRONG_F_CONSTRUCTED)
+        assert holding.wait(DEADLINE)
+        assert callf() == 1
+        release.set()
+        finish(adder)
+        assert not isinstance(added[0], BaseException)
+        assert callf() == 5

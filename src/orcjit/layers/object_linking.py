@@ -333,14 +333,16 @@ class ObjectLinkingLayer(Layer):
         failed: dict[int, BaseException] = {}
         first: BaseException | None = None
         try:
-            with self._lock:
-                mine = [transition for transition in self._due if transition.thread == me]
-                if not mine:
-                    return
-                self._due = [transition for transition in self._due if transition.thread != me]
-            for transition in mine:
-                error = self._construct(transition, failed)
-                first = first or error
+            while True:         # (publishing a closure may link more: see _construct)
+                with self._lock:
+                    taken = [transition for transition in self._due if transition.thread == me]
+                    if not taken:
+                        break
+                    mine += taken
+                    self._due = [transition for transition in self._due if transition.thread != me]
+                for transition in taken:
+                    error = self._construct(transition, failed)
+                    first = first or error
         except BaseException as error:
             failure = _failure(error, ExecutorError, "the static constructors of this set "
                                "were interrupted")
@@ -395,6 +397,8 @@ class ObjectLinkingLayer(Layer):
                         spreading = True
         with self._lock:
             self._end_transition(transition, State.FINALIZED, failed)
+            for name in transition.rebind:      # slots kept off the sets until now
+                self._rebind(name)
         return first
 
     def _end_transition(self, transition: Transition, state: State,
@@ -572,17 +576,21 @@ class ObjectLinkingLayer(Layer):
 
     def _rebind(self, name: str, leaving: bool = False) -> None:
         """Point every rebindable GOT slot of ``name`` at the best definition
-        in memory (``leaving``: the one they were bound to is being removed).
+        every thread may use (``leaving``: the one they were bound to is
+        being removed).
 
         Candidates are taken in precedence order, a pending one linked first.
         One that cannot be linked now (it fails, or needs a set in another
         thread's transition) is passed over: the slots stay on code that
-        exists and move when it links (linking a set rebinds its names).
-        Only when the slots' target is leaving and nothing else is in memory
-        does _Busy get out: removal waits, then tries again -- the slots
-        never hold 0 while something defines the name.
+        exists and move when it links (linking a set rebinds its names). One
+        whose constructors are still running is passed over too, and its
+        transition notes the name: the slots move once they are done.
+        Failing a finished candidate, the best one in memory is used -- the
+        slots never hold 0 while something defines the name -- except that
+        a removal waits (_Busy gets out) rather than hand them to a set
+        another thread is still constructing.
         """
-        address = 0
+        fallback: Definition | None = None
         busy: _Busy | None = None
         for candidate in sorted(self._candidates.get(name, ()), key=lambda c: -c.strength):
             owner = candidate.owner        # (a stable sort: the first of equals first)
@@ -594,13 +602,21 @@ class ObjectLinkingLayer(Layer):
                 except _Busy as error:
                     busy = busy or error
                     continue
-            if owner.state in _LINKED:
-                address = candidate.address
+            state = owner.state
+            if state is State.FINALIZED:
                 break
+            if state in _LINKED:
+                transition = owner.transition
+                if state is State.INITIALIZING and transition is not None:
+                    transition.rebind.add(name)
+                    if transition.thread != threading.get_ident():
+                        busy = busy or _Busy(transition)
+                fallback = fallback or candidate
         else:
-            if busy is not None and leaving:
+            if leaving and busy is not None:
                 raise busy
-        data = address.to_bytes(8, "little")
+            candidate = fallback
+        data = (candidate.address if candidate is not None else 0).to_bytes(8, "little")
         for _owner, slot in self._rebindable.get(name, ()):
             self.executor.write(slot, data)
 

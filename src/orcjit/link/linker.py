@@ -67,6 +67,8 @@ class Transition:
     #: other threads that may use the sets meanwhile: each waits for a
     #: transition whose thread waits for it (see ObjectLinkingLayer._wait_for)
     guests: frozenset[int] = frozenset()
+    #: names whose rebindable GOT slots wait for the constructors to move to the sets
+    rebind: set[str] = field(default_factory=set)
     done: bool = False
 
 
