@@ -818,3 +818,31 @@ def test_a_strong_definition_takes_over_weak_slots_once_its_constructors_ran():
         finish(adder)
         assert not isinstance(added[0], BaseException)
         assert callf() == 5
+
+
+# -- plain atexit ------------------------------------------------------------------------
+REGISTERS_AT_EXIT = """
+declare i32 @atexit(ptr)
+declare void @note()
+define internal void @bye() {
+  call void @note()
+  ret void
+}
+define internal void @init() {
+  %r = call i32 @atexit(ptr @bye)
+  ret void
+}
+""" + ctors("init")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_plain_atexit_handlers_run_before_their_sets_are_freed(lazy):
+    lines = run_alone(f"""
+        import orcjit
+        jit = orcjit.JIT(lazy={lazy})
+        jit.define("note", lambda: print("handler", flush=True), "void()")
+        jit.add_ir({REGISTERS_AT_EXIT!r})
+        jit.close()
+        print("closed")
+    """)
+    assert lines == ["handler", "closed"]

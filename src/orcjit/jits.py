@@ -275,6 +275,7 @@ class JIT(LayerStack):
             self._closed = True
             if self.lazy is not None:
                 self.lazy.close()           # background recompilation stops first
+            self.linker.run_exit_handlers()     # while every set is still there
             for layer in (self.lazy, self.deferred):
                 if layer is not None:
                     for handle in reversed(layer.handles()):

@@ -236,6 +236,13 @@ class ObjectLinkingLayer(Layer):
         (a resolver's ``dso_handle``), whose owner says when they go."""
         self.platform.run_finalizers(dso_handle, [])
 
+    def run_exit_handlers(self) -> None:
+        """Run what JIT'd code registered with plain ``atexit`` (naming no
+        DSO), latest first. :meth:`close` does before it removes any set,
+        while the handlers' code is there; so must a stack that removes sets
+        from layers above first (a lazy JIT's close)."""
+        self.platform.run_exit_handlers()
+
     # -- linking -------------------------------------------------------------------
     def emit(self, handle: Handle) -> None:
         """Link and finalise a set (and any pending set it needs) now; returns
@@ -763,10 +770,12 @@ class ObjectLinkingLayer(Layer):
         return [h for h, s in self._sets.items() if s.state is State.FAILED]
 
     def close(self) -> None:
-        """Remove every set (destructors run, latest set first) and free the pool.
+        """Run the exit handlers, remove every set (destructors run, latest
+        set first) and free the pool.
 
         The lock is not held across removals: constructors and destructors
         other threads are running can finish (they are waited for)."""
+        self.run_exit_handlers()
         while True:
             with self._lock:
                 if not self._sets:
