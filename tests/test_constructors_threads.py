@@ -242,6 +242,30 @@ def test_constructors_of_a_set_emitted_while_linking_run_before_addresses_are_gi
         assert jit.lookup("gety", "int64_t()")() == 5
 
 
+def test_lazy_module_linking_waits_for_another_thread_emitting_a_set_without_the_lock():
+    """Thread B emits x's set (it will need the linker's lock to add it); A
+    links gety's set, whose x is in that set: A must not wait for B while
+    holding the linker's lock."""
+    with open_jit(lazy="module") as jit:
+        jit.add_ir("@x = global i64 5\ndefine i64 @getx() {\n  %v = load i64, ptr @x\n"
+                   "  ret i64 %v\n}\n")
+        jit.add_ir("@x = external global i64\ndefine i64 @gety() {\n  %v = load i64, ptr @x\n"
+                   "  ret i64 %v\n}\n")
+        emitting = threading.Event()
+
+        def on_emit(module: Any, names: list[str]) -> None:
+            if threading.current_thread().name == "B" and "getx" in names:
+                emitting.set()
+                time.sleep(PAUSE)        # compiling x's set, say
+        jit.deferred.on_emit = on_emit     # type: ignore[union-attr]
+        b, got_x = start(jit.lookup, "getx", "int64_t()", name="B")
+        assert emitting.wait(DEADLINE)
+        a, got_y = start(jit.lookup, "gety", "int64_t()", name="A")
+        finish(a)
+        finish(b)
+        assert got_x[0]() == got_y[0]() == 5
+
+
 def test_sets_without_constructors_are_finalized_as_they_link():
     """The common path (every lazily compiled body) has no transition at all."""
     with open_jit(lazy=True) as jit:

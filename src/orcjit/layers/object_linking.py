@@ -64,7 +64,14 @@ from ..link.graph import build_graph
 from ..link.linker import STRONG, Binding, Definition, LinkedSet, State, Transition
 from ..link.memory import MemoryPool
 from ..runtime.platform import Platform
-from ..symbols import ChainResolver, JITSymbol, JITSymbolFlags, ProcessResolver, SymbolResolver
+from ..symbols import (
+    ChainResolver,
+    JITSymbol,
+    JITSymbolFlags,
+    ProcessResolver,
+    SymbolResolver,
+    WaitAndRetry,
+)
 from .base import Handle, Layer
 
 A = TypeVar("A")
@@ -75,18 +82,22 @@ _LINKED = frozenset({State.INITIALIZING, State.FINALIZED, State.REMOVING})
 _NONE_FAILED: Mapping[int, BaseException] = MappingProxyType({})
 
 
-class _Busy(BaseException):
+class _Busy(WaitAndRetry):
     """Internal: a step under the lock met a set in another thread's
-    transition. It unwinds to the outermost :meth:`ObjectLinkingLayer._locked`
-    of this thread, which waits without the lock and runs the step again
-    (waiting deeper down would keep the lock held by the frames above);
-    only ``_rebind`` stops it sooner, when other code can stand in. A
-    BaseException, so that resolvers catching Exception let it through.
+    transition. Like any WaitAndRetry (a resolver's), it unwinds to the
+    outermost :meth:`ObjectLinkingLayer._locked` of this thread, which
+    waits without the lock and runs the step again (waiting deeper down
+    would keep the lock held by the frames above); only ``_rebind`` stops
+    it sooner, when other code can stand in.
     """
 
-    def __init__(self, transition: Transition):
-        super().__init__(transition)
-        self.transition = transition
+    def __init__(self, layer: ObjectLinkingLayer, transition: Transition):
+        super().__init__()
+        self.layer, self.transition = layer, transition
+
+    def wait(self) -> None:
+        with self.layer._transition_done:
+            self.layer._wait_for(self.transition)
 
 
 def _failure(error: BaseException, kind: type[JITError], what: str) -> JITError:
@@ -259,24 +270,24 @@ class ObjectLinkingLayer(Layer):
 
         On the outermost call of this thread, once the lock is released: the
         constructors of closures ``step`` linked run (see _run_due); and if
-        ``step`` met a set in another thread's transition (_Busy), this waits
-        for it and runs ``step`` again. A nested call (the lock is still held
-        by a caller: a resolver or definition generator called while linking)
-        leaves both to the outermost one.
+        ``step`` has to wait for another thread (WaitAndRetry: a set in its
+        transition, or a resolver's), this waits and runs ``step`` again. A
+        nested call (the lock is still held by a caller: a resolver or
+        definition generator called while linking) leaves both to the
+        outermost one.
         """
         while True:
             try:
                 with self._lock:
                     return step(self, argument)
-            except _Busy as busy:
+            except WaitAndRetry as busy:
                 if self._held_by_caller():
                     raise
-                transition = busy.transition
+                retry = busy
             finally:
                 if self._due and not self._held_by_caller():
                     self._run_due()
-            with self._transition_done:
-                self._wait_for(transition)
+            retry.wait()
 
     def _wait_for(self, transition: Transition) -> None:
         """(Under the lock) wait until ``transition`` is done -- unless its
@@ -320,15 +331,14 @@ class ObjectLinkingLayer(Layer):
         ``with``: the call is nested in another of the layer's."""
         return self._lock._is_owned()  # type: ignore[attr-defined]   # (as Condition does)
 
-    @staticmethod
-    def _check_not_busy(linked: LinkedSet) -> None:
+    def _check_not_busy(self, linked: LinkedSet) -> None:
         """Raise _Busy if another thread is running ``linked``'s constructors
         or destructors (and this one is not its guest: see _wait_for)."""
         transition = linked.transition
         if transition is not None:
             me = threading.get_ident()
             if transition.thread != me and me not in transition.guests:
-                raise _Busy(transition)
+                raise _Busy(self, transition)
 
     def _run_due(self) -> None:
         """Run the static constructors of the closures this thread has linked,
@@ -598,7 +608,7 @@ class ObjectLinkingLayer(Layer):
         another thread is still constructing.
         """
         fallback: Definition | None = None
-        busy: _Busy | None = None
+        busy: WaitAndRetry | None = None
         for candidate in sorted(self._candidates.get(name, ()), key=lambda c: -c.strength):
             owner = candidate.owner        # (a stable sort: the first of equals first)
             if owner.state is State.PENDING:
@@ -606,7 +616,7 @@ class ObjectLinkingLayer(Layer):
                     self._materialize(owner)
                 except JITError:
                     continue
-                except _Busy as error:
+                except WaitAndRetry as error:
                     busy = busy or error
                     continue
             state = owner.state
@@ -617,7 +627,7 @@ class ObjectLinkingLayer(Layer):
                 if state is State.INITIALIZING and transition is not None:
                     transition.rebind.add(name)
                     if transition.thread != threading.get_ident():
-                        busy = busy or _Busy(transition)
+                        busy = busy or _Busy(self, transition)
                 fallback = fallback or candidate
         else:
             if leaving and busy is not None:
@@ -685,7 +695,7 @@ class ObjectLinkingLayer(Layer):
                 by = "this thread" if transition.thread == me else "a thread waiting for this one"
                 raise JITError(f"set {handle!r} cannot be removed while it is being {doing} "
                                f"by {by} (from its constructors or destructors)")
-            raise _Busy(transition)
+            raise _Busy(self, transition)
         if (linked.state is State.FINALIZED or linked.constructed) and (
                 linked.finalizers or self.platform.has_registrations(linked.dso_handle)):
             linked.state = State.REMOVING
@@ -705,7 +715,7 @@ class ObjectLinkingLayer(Layer):
         if linked.rebindable_slots or self._rebindable:
             try:
                 self._forget_slots(linked)
-            except _Busy:
+            except WaitAndRetry:
                 for name, index in withdrawn:
                     self._candidates.setdefault(name, []).insert(index, linked.definitions[name])
                 raise
