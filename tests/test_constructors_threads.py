@@ -170,6 +170,45 @@ def test_a_constructor_may_call_a_function_another_thread_is_compiling():
         assert value_at(jit, "x") == 7
 
 
+def test_a_constructor_may_call_its_own_lazy_function_another_thread_called_first():
+    """The other thread's compilation of f needs the constructor's set (f
+    reads its global): it waits for the constructor before taking f's lock,
+    so the constructor can compile f itself."""
+    with open_jit(lazy=True) as jit:
+        started, compiling = threading.Event(), threading.Event()
+
+        def wait_a_little() -> None:
+            started.set()
+            compiling.wait(2 * PAUSE)       # (set only if the other thread got f's lock)
+        jit.define("wait_a_little", wait_a_little, "void()")
+
+        def hold(module: Any, names: list[str]) -> None:
+            if threading.current_thread().name == "caller":
+                compiling.set()
+                time.sleep(PAUSE)
+        jit.lazy.on_partition = hold        # type: ignore[union-attr]
+        adder, added = start(jit.add_ir, """
+@g = global i64 6
+declare void @wait_a_little()
+define i64 @f() {
+  %v = load i64, ptr @g
+  ret i64 %v
+}
+define internal void @init() {
+  call void @wait_a_little()
+  %v = call i64 @f()
+  %w = add i64 %v, 1
+  store i64 %w, ptr @g
+  ret void
+}
+""" + ctors("init"), name="adder")
+        assert started.wait(DEADLINE)
+        caller, called = start(lambda: jit.lookup("f", "int64_t()")(), name="caller")
+        finish(caller)
+        finish(adder)
+        assert not isinstance(added[0], BaseException) and called == [7]
+
+
 def test_other_threads_use_the_jit_while_a_constructor_runs():
     """Lookups of other sets, and adding sets, do not wait for a constructor."""
     with open_jit() as jit:

@@ -357,6 +357,8 @@ class CompileOnDemandLayer(Layer):
 
     # -- compiling on first call -------------------------------------------------
     def _compile(self, function: _LazyFunction) -> int:
+        if not function.body:
+            self._wait_for_globals(function.owner)
         with function.lock:
             if function.body:
                 return function.body
@@ -375,6 +377,21 @@ class CompileOnDemandLayer(Layer):
         # The trampoline stays: a thread may have read the old stub pointer and
         # be on its way into it. It is released with the function (_drop).
         return body
+
+    def _wait_for_globals(self, lazy: _LazySet) -> None:
+        """Wait (unless this thread runs them) for the constructors of the
+        set's globals, before taking a function's lock.
+
+        The body will bind to those globals, so its link would wait for them
+        anyway -- holding the function's lock, which a constructor calling
+        that function then waits for: neither would ever go on. Errors are
+        left to the compilation to meet (a failed or removed set).
+        """
+        for globals_handle in tuple(lazy.globals_handles):
+            try:
+                self.base.emit(globals_handle)  # type: ignore[attr-defined]
+            except JITError:
+                pass
 
     # -- symbols -------------------------------------------------------------------
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
