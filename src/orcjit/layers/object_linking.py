@@ -25,19 +25,32 @@ function that another thread is compiling, and that compilation needs the
 lock to link its body. So sets with constructors are linked under the lock
 but left INITIALIZING; the thread that linked them runs the constructors
 once it has released the lock, then publishes the sets (FINALIZED).
-Removal likewise marks a set REMOVING and runs its destructors unlocked.
-While a set is in such a :class:`~orcjit.link.linker.Transition`, only the
-thread running its code may use it (a constructor may call its own set's
-functions); other threads that look its symbols up, link a set that binds
-to it or remove it wait until the transition is done. Sets without
-constructors skip all of this: they are FINALIZED as they are linked.
+Removal likewise marks a set with destructors REMOVING and runs them
+unlocked. While a set is in such a :class:`~orcjit.link.linker.Transition`,
+only the thread running its code may use it (a constructor may call its
+own set's functions); other threads that look its symbols up, link a set
+that binds to it or remove it wait until the transition is done, and GOT
+slots bound to a weak definition move to a stronger one only then. Sets
+without constructors skip all of this: they are FINALIZED as they are
+linked, and removed at once (every lazily compiled body is such a set).
+
+Nothing waits with the lock held: a step that meets another thread's
+transition -- or a resolver that would have to wait for another thread
+(:class:`~orcjit.symbols.WaitAndRetry`) -- unwinds to the outermost call,
+which waits unlocked and runs the step again. Threads waiting for each
+other's transitions (two constructors each needing the other's set) would
+wait forever: the one that would close the cycle becomes a guest of the
+transition instead, may use its sets, and goes on. An interrupt between
+steps ends whatever transition it leaves behind (FAILED, or removed).
 
 What this cannot order: code the transitioning thread links meanwhile (a
 lazy body its constructor compiles) is usable by everyone at once, and so
-is whatever a constructor publishes itself; and a true cycle still blocks
--- a constructor calling a function whose first call another thread is
-compiling, when that body uses the constructor's own set (the compiling
-thread holds the function's lock while it waits for the constructors).
+is whatever a constructor publishes itself or a guest reaches early; and
+a cycle through another lock still blocks -- a constructor calling a lazy
+function whose first call another thread is compiling, when that body
+uses the constructor's set and is not that set's own (for a function of
+the same set, the lazy layer waits for the set's constructors before it
+takes the function's lock).
 """
 
 from __future__ import annotations
