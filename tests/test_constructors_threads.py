@@ -27,13 +27,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from arbuilder import ar
 
 import orcjit
-from arbuilder import ar
 from orcjit.errors import ExecutorError, JITError, UnresolvedSymbolsError
 from orcjit.frontends.ir import parse_ir
-from orcjit.layers import create_target_machine
-from orcjit.layers import object_linking
+from orcjit.layers import create_target_machine, object_linking
 from orcjit.layers.object_linking import ObjectLinkingLayer
 from orcjit.link.linker import State, Transition
 
@@ -144,7 +143,8 @@ def run_alone(script: str) -> list[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (source, os.environ.get("PYTHONPATH")) if p))
     result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(script)],
-                            capture_output=True, text=True, timeout=2 * DEADLINE, env=env)
+                            capture_output=True, text=True, timeout=2 * DEADLINE, env=env,
+                            check=False)
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr}"
     return result.stdout.splitlines()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from arbuilder import ar
 
 import orcjit
-from arbuilder import ar
 from orcjit.frontends.ir import parse_ir
 from orcjit.layers import create_target_machine
 from orcjit.link.archive import Archive

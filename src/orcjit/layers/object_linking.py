@@ -405,7 +405,7 @@ class ObjectLinkingLayer(Layer):
             if linked.initializers:
                 try:
                     self.platform.run_initializers(linked.initializers)
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 (_run_due raises the first)
                     first = first or error
                     failed[id(linked)] = _failure(
                         error, ExecutorError, "the static constructors of this set did not finish")
@@ -418,12 +418,12 @@ class ObjectLinkingLayer(Layer):
                     cause = next((failed[need] for need in transition.needs[id(linked)]
                                   if need in failed), None)
                     if cause is not None:
-                        error = told.get(id(cause))
-                        if error is None:        # (a set binding to such a set says the same)
-                            error = ExecutorError("a set this one binds to failed in its "
-                                                  f"static constructors: {cause}")
-                            told[id(cause)] = told[id(error)] = error
-                        failed[id(linked)] = error
+                        said = told.get(id(cause))
+                        if said is None:         # (a set binding to such a set says the same)
+                            said = ExecutorError("a set this one binds to failed in its "
+                                                 f"static constructors: {cause}")
+                            told[id(cause)] = told[id(said)] = said
+                        failed[id(linked)] = said
                         spreading = True
         with self._lock:
             self._end_transition(transition, State.FINALIZED, failed)
@@ -620,6 +620,7 @@ class ObjectLinkingLayer(Layer):
         a removal waits (_Busy gets out) rather than hand them to a set
         another thread is still constructing.
         """
+        chosen: Definition | None = None
         fallback: Definition | None = None
         busy: WaitAndRetry | None = None
         for candidate in sorted(self._candidates.get(name, ()), key=lambda c: -c.strength):
@@ -634,6 +635,7 @@ class ObjectLinkingLayer(Layer):
                     continue
             state = owner.state
             if state is State.FINALIZED:
+                chosen = candidate
                 break
             if state in _LINKED:
                 transition = owner.transition
@@ -645,8 +647,8 @@ class ObjectLinkingLayer(Layer):
         else:
             if leaving and busy is not None:
                 raise busy
-            candidate = fallback
-        data = (candidate.address if candidate is not None else 0).to_bytes(8, "little")
+            chosen = fallback
+        data = (chosen.address if chosen is not None else 0).to_bytes(8, "little")
         for _owner, slot in self._rebindable.get(name, ()):
             self.executor.write(slot, data)
 
