@@ -909,3 +909,37 @@ def test_plain_atexit_handlers_run_before_their_sets_are_freed(lazy):
         print("closed")
     """)
     assert lines == ["handler", "closed"]
+
+
+def test_a_removal_waiting_for_a_constructor_that_waits_for_it_goes_on():
+    """X's constructor looks up a function of W while another thread removes
+    W; that removal must hand W's weak f slots to X's f, whose constructor
+    is running: each waits for the other, so the removal goes on as X's guest."""
+    with open_jit() as jit:
+        x_started, dtor_started = threading.Event(), threading.Event()
+        looked_up: list[int] = []
+
+        def x_ctor() -> None:
+            x_started.set()
+            dtor_started.wait(DEADLINE)
+            looked_up.append(jit.address("wfunc"))      # W is being removed: waits
+
+        def w_dtor() -> None:
+            dtor_started.set()
+            time.sleep(PAUSE)       # the constructor starts waiting for this removal
+        jit.define("x_ctor", x_ctor, "void()")
+        jit.define("w_dtor", w_dtor, "void()")
+        w = jit.add_ir(WEAK_F + "define i64 @wfunc() {\n  ret i64 0\n}\n"
+                       "declare void @w_dtor()\ndefine internal void @fini() {\n"
+                       "  call void @w_dtor()\n  ret void\n}\n" + dtors("fini"))
+        jit.add_ir(CALLS_F)
+        callf = jit.lookup("callf", "int64_t()")
+        adder, added = start(jit.add_ir, "define i64 @f() {\n  ret i64 2\n}\n"
+                             "declare void @x_ctor()\ndefine internal void @init() {\n"
+                             "  call void @x_ctor()\n  ret void\n}\n" + ctors("init"))
+        assert x_started.wait(DEADLINE)
+        remover, removed = start(jit.remove, w)
+        finish(remover)
+        finish(adder)
+        assert removed == [None] and not isinstance(added[0], BaseException)
+        assert looked_up == [0] and callf() == 2

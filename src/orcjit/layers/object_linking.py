@@ -641,7 +641,8 @@ class ObjectLinkingLayer(Layer):
                 transition = owner.transition
                 if state is State.INITIALIZING and transition is not None:
                     transition.rebind.add(name)
-                    if transition.thread != threading.get_ident():
+                    me = threading.get_ident()
+                    if transition.thread != me and me not in transition.guests:
                         busy = busy or _Busy(self, transition)
                 fallback = fallback or candidate
         else:
