@@ -672,9 +672,12 @@ class ObjectLinkingLayer(Layer):
 
         A removal this call began ends whatever stops it between steps (an
         interrupt: the destructors not run yet are skipped), so no set is
-        left REMOVING for others to wait on forever.
+        left REMOVING for others to wait on forever. (Its transition is the
+        set's one of this thread that was not there before the call; one
+        that was -- removal from its own destructors -- is refused.)
         """
-        already = self._own_transition(handle)    # (from its own constructors: refused)
+        linked = self._sets.get(handle)
+        before = linked.transition if linked is not None else None
         try:
             linked = self._locked(ObjectLinkingLayer._begin_removal, handle)
             if linked is None:
@@ -683,18 +686,12 @@ class ObjectLinkingLayer(Layer):
                 self.platform.run_finalizers(linked.dso_handle, linked.finalizers)
             return True
         finally:
-            begun = self._own_transition(handle)
-            if begun is not None and begun is not already:
-                self._locked(ObjectLinkingLayer._end_removal, begun.sets[0])
-
-    def _own_transition(self, handle: Handle) -> Transition | None:
-        """The transition this thread is running for set ``handle``, if any
-        (only this thread starts or ends it: no lock needed)."""
-        linked = self._sets.get(handle)
-        transition = linked.transition if linked is not None else None
-        if transition is not None and transition.thread == threading.get_ident():
-            return transition
-        return None
+            linked = self._sets.get(handle)     # (gone already: the common case)
+            if linked is not None:
+                begun = linked.transition
+                if begun is not None and begun is not before \
+                        and begun.thread == threading.get_ident():
+                    self._locked(ObjectLinkingLayer._end_removal, linked)
 
     def _begin_removal(self, handle: Handle) -> LinkedSet | None:
         """(A _locked step) a set with destructors to run becomes REMOVING;
@@ -713,7 +710,8 @@ class ObjectLinkingLayer(Layer):
                                f"by {by} (from its constructors or destructors)")
             raise _Busy(self, transition)
         if (linked.state is State.FINALIZED or linked.constructed) and (
-                linked.finalizers or self.platform.has_registrations(linked.dso_handle)):
+                linked.finalizers or (dso := linked.dso_handle)
+                and self.platform.has_registrations(dso)):
             linked.state = State.REMOVING
             linked.transition = Transition([linked], threading.get_ident())
         else:
@@ -727,7 +725,14 @@ class ObjectLinkingLayer(Layer):
         Handing on may have to wait for another thread (see _rebind): then
         the set's definitions are put back, and the step runs again later.
         """
-        withdrawn = self._withdraw(linked)
+        withdrawn = []                  # the set's definitions out of the symbol table
+        for name, definition in linked.definitions.items():
+            candidates = self._candidates[name]
+            index = candidates.index(definition)
+            del candidates[index]
+            if not candidates:
+                del self._candidates[name]
+            withdrawn.append((name, index))
         if linked.rebindable_slots or self._rebindable:
             try:
                 self._forget_slots(linked)
@@ -739,18 +744,6 @@ class ObjectLinkingLayer(Layer):
                 self._forget(linked)
                 raise
         self._forget(linked)
-
-    def _withdraw(self, linked: LinkedSet) -> list[tuple[str, int]]:
-        """Take the set's definitions out of the symbol table; where each was."""
-        withdrawn = []
-        for name, definition in linked.definitions.items():
-            candidates = self._candidates[name]
-            index = candidates.index(definition)
-            del candidates[index]
-            if not candidates:
-                del self._candidates[name]
-            withdrawn.append((name, index))
-        return withdrawn
 
     def _forget_slots(self, linked: LinkedSet) -> None:
         """Drop the set's own slots; re-point others at what its definitions leave behind."""
