@@ -883,34 +883,6 @@ def test_a_strong_definition_takes_over_weak_slots_once_its_constructors_ran():
         assert callf() == 5
 
 
-# -- plain atexit ------------------------------------------------------------------------
-REGISTERS_AT_EXIT = """
-declare i32 @atexit(ptr)
-declare void @note()
-define internal void @bye() {
-  call void @note()
-  ret void
-}
-define internal void @init() {
-  %r = call i32 @atexit(ptr @bye)
-  ret void
-}
-""" + ctors("init")
-
-
-@pytest.mark.parametrize("lazy", [False, True])
-def test_plain_atexit_handlers_run_before_their_sets_are_freed(lazy):
-    lines = run_alone(f"""
-        import orcjit
-        jit = orcjit.JIT(lazy={lazy})
-        jit.define("note", lambda: print("handler", flush=True), "void()")
-        jit.add_ir({REGISTERS_AT_EXIT!r})
-        jit.close()
-        print("closed")
-    """)
-    assert lines == ["handler", "closed"]
-
-
 def test_a_removal_waiting_for_a_constructor_that_waits_for_it_goes_on():
     """X's constructor looks up a function of W while another thread removes
     W; that removal must hand W's weak f slots to X's f, whose constructor
@@ -943,3 +915,32 @@ def test_a_removal_waiting_for_a_constructor_that_waits_for_it_goes_on():
         finish(adder)
         assert removed == [None] and not isinstance(added[0], BaseException)
         assert looked_up == [0] and callf() == 2
+
+
+# -- plain atexit ------------------------------------------------------------------------
+REGISTERS_AT_EXIT = """
+declare i32 @atexit(ptr)
+declare void @note()
+define internal void @bye() {
+  call void @note()
+  ret void
+}
+define internal void @init() {
+  %r = call i32 @atexit(ptr @bye)
+  ret void
+}
+""" + ctors("init")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_plain_atexit_handlers_run_before_their_sets_are_freed(lazy):
+    lines = run_alone(f"""
+        import orcjit
+        jit = orcjit.JIT(lazy={lazy})
+        jit.define("note", lambda: print("handler", flush=True), "void()")
+        jit.add_ir({REGISTERS_AT_EXIT!r})
+        jit.close()
+        print("closed")
+    """)
+    assert lines == ["handler", "closed"]
+
