@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from arbuilder import ar
 
 import orcjit
 from orcjit.frontends.ir import parse_ir
@@ -19,15 +20,6 @@ def engine():
 
 def obj(text: str) -> bytes:
     return create_target_machine().emit_object(parse_ir(text))
-
-
-def ar(members: dict[str, bytes]) -> bytes:
-    """A minimal System V archive without a symbol index (we index members ourselves)."""
-    out = bytearray(b"!<arch>\n")
-    for name, data in members.items():
-        header = f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{644:<8}{len(data):<10}`\n"
-        out += header.encode() + data + (b"\n" if len(data) % 2 else b"")
-    return bytes(out)
 
 
 def test_modules_link_together_at_finalize_in_any_order(engine):

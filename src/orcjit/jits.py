@@ -151,10 +151,14 @@ class JIT(LayerStack):
         self._archives.add(Archive(data, name or default))
 
     def _emit(self, handle: Handle) -> None:
+        """Link a set now; if that fails, remove it and the archive members
+        that failed with it: the JIT is left as it was."""
         try:
             self.linker.emit(handle)
         except BaseException:
             self.linker.remove_object_set(handle)
+            if self._archives is not None:
+                self._archives.drop_failed()
             raise
 
     def replace(self, handle: Handle, source: IRSource) -> None:
@@ -271,6 +275,7 @@ class JIT(LayerStack):
             self._closed = True
             if self.lazy is not None:
                 self.lazy.close()           # background recompilation stops first
+            self.linker.run_exit_handlers()     # while every set is still there
             for layer in (self.lazy, self.deferred):
                 if layer is not None:
                     for handle in reversed(layer.handles()):

@@ -164,6 +164,7 @@ class MCJITReplacement(LayerStack):
             self.finalize_object()
         elif not self._destructors_run:
             self._destructors_run = True
+            self.linker.run_exit_handlers()     # while every set is still there
             for handle in reversed(self.linker.handles()):
                 self.linker.remove_object_set(handle)
 

@@ -62,13 +62,35 @@ class JITSymbol:
         return f"JITSymbol({where}, {self.flags!r})"
 
 
+class WaitAndRetry(BaseException):
+    """Raised by a resolver (or definition generator) that cannot answer
+    without waiting for another thread.
+
+    The object linking layer asks resolvers while it holds its lock, and
+    the thread to wait for may need that lock to finish (another thread
+    emitting the set that defines the name, say): so the resolver raises
+    this instead, the layer releases its lock, calls :meth:`wait` and asks
+    again. A BaseException, so that handlers of Exception let it through.
+    """
+
+    def __init__(self, wait: Callable[[], None] | None = None):
+        super().__init__()
+        self._wait = wait
+
+    def wait(self) -> None:
+        """Block until asking again may get an answer (called without locks)."""
+        if self._wait is not None:
+            self._wait()
+
+
 class SymbolResolver(Protocol):
     """Finds addresses of names a module set references but does not define.
 
     The object linking layer also reads two optional attributes of a set's
     resolver: ``dylib`` (the JITDylib the set joins, see :class:`InDylib`)
     and ``dso_handle`` (the ``__dso_handle`` of the DSO the set belongs to,
-    if not its own; see :meth:`ObjectLinkingLayer.run_atexit`).
+    if not its own; see :meth:`ObjectLinkingLayer.run_atexit`). A lookup
+    that would have to wait for another thread raises :class:`WaitAndRetry`.
     """
 
     def lookup(self, name: str) -> int | None:

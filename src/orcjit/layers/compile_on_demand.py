@@ -74,7 +74,9 @@ class _LazySet:
     aliases: list[str] = field(default_factory=list)
     generation: int = 0
     removed: bool = False
-    replacing: threading.Lock = field(default_factory=threading.Lock)   # one replace at a time
+    #: held while globals are added (by add_module_set or replace: one at a
+    #: time); removal waits for it, so for the constructors they run
+    changing: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,8 @@ class CompileOnDemandLayer(Layer):
             self._sets[handle] = lazy
         self.partition_seconds += time.perf_counter() - start
         try:
-            self._add_globals(lazy, texts)
+            with lazy.changing:     # (close() may see the handle already: it waits)
+                self._add_globals(lazy, texts)
         except BaseException:
             self.remove_module_set(handle)
             raise
@@ -231,7 +234,7 @@ class CompileOnDemandLayer(Layer):
             lazy = self._sets.get(handle)
         if lazy is None:
             raise JITError(f"unknown or removed handle {handle!r}")
-        with lazy.replacing:
+        with lazy.changing:
             if lazy.removed:
                 raise JITError(f"unknown or removed handle {handle!r}")
             self._replace(lazy, modules)
@@ -354,6 +357,8 @@ class CompileOnDemandLayer(Layer):
 
     # -- compiling on first call -------------------------------------------------
     def _compile(self, function: _LazyFunction) -> int:
+        if not function.body:
+            self._wait_for_globals(function.owner)
         with function.lock:
             if function.body:
                 return function.body
@@ -372,6 +377,21 @@ class CompileOnDemandLayer(Layer):
         # The trampoline stays: a thread may have read the old stub pointer and
         # be on its way into it. It is released with the function (_drop).
         return body
+
+    def _wait_for_globals(self, lazy: _LazySet) -> None:
+        """Wait (unless this thread runs them) for the constructors of the
+        set's globals, before taking a function's lock.
+
+        The body will bind to those globals, so its link would wait for them
+        anyway -- holding the function's lock, which a constructor calling
+        that function then waits for: neither would ever go on. Errors are
+        left to the compilation to meet (a failed or removed set).
+        """
+        for globals_handle in tuple(lazy.globals_handles):
+            try:
+                self.base.emit(globals_handle)  # type: ignore[attr-defined]
+            except JITError:
+                pass
 
     # -- symbols -------------------------------------------------------------------
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
@@ -404,7 +424,7 @@ class CompileOnDemandLayer(Layer):
             lazy = self._sets.get(handle)
         if lazy is None:
             raise JITError(f"unknown or already removed handle {handle!r}")
-        with lazy.replacing:                  # not while a replacement is under way
+        with lazy.changing:           # not while globals are added or replaced
             with self._lock:
                 if self._sets.pop(handle, None) is None:
                     raise JITError(f"unknown or already removed handle {handle!r}")

@@ -18,7 +18,7 @@ import llvmlite.binding as llvm
 
 from ..errors import JITError
 from ..frontends.ir import dispose
-from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver
+from ..symbols import JITSymbol, JITSymbolFlags, SymbolResolver, WaitAndRetry
 from .base import Handle, Layer
 
 _LOCAL = {llvm.Linkage.internal, llvm.Linkage.private}
@@ -35,7 +35,12 @@ class _Deferred:
 
 
 class _EmittingResolver:
-    """Resolves names of still-deferred sets by emitting them, then asks ``fallback``."""
+    """Resolves names of still-deferred sets by emitting them, then asks ``fallback``.
+
+    The linker asks it with its lock held, and a thread already emitting
+    the set needs that lock to finish: rather than wait for that thread
+    here, it raises WaitAndRetry (the linker waits without its lock).
+    """
 
     def __init__(self, layer: LazyEmitLayer, fallback: SymbolResolver | None):
         self.layer, self.fallback = layer, fallback
@@ -45,7 +50,7 @@ class _EmittingResolver:
         return getattr(self.fallback, "dylib", "")
 
     def lookup(self, name: str) -> int | None:
-        symbol = self.layer.find_symbol(name, exported_symbols_only=False)
+        symbol = self.layer._find(name, False, waiting=False)
         if symbol is not None:
             return symbol.address
         return self.fallback.lookup(name) if self.fallback is not None else None
@@ -80,8 +85,12 @@ class LazyEmitLayer(Layer):
                                            names)
         return handle
 
-    def _emit(self, deferred: _Deferred) -> Handle:
-        with deferred.lock:
+    def _emit(self, deferred: _Deferred, waiting: bool = True) -> Handle:
+        """Send the set down, once; ``waiting=False``: raise WaitAndRetry
+        instead of waiting for another thread that is sending it."""
+        if not deferred.lock.acquire(waiting):
+            raise WaitAndRetry(lambda: _wait_for_lock(deferred.lock))
+        try:
             if deferred.emitted is None:
                 if self.on_emit is not None:
                     for module in deferred.modules:
@@ -94,22 +103,27 @@ class LazyEmitLayer(Layer):
                 deferred.modules = []
                 self.sets_emitted += 1
             return deferred.emitted
+        finally:
+            deferred.lock.release()
 
-    def _symbol(self, deferred: _Deferred, name: str,
-                exported_symbols_only: bool) -> JITSymbol | None:
+    def _symbol(self, deferred: _Deferred, name: str, exported_symbols_only: bool,
+                waiting: bool) -> JITSymbol | None:
         flags = deferred.names[name]
         if exported_symbols_only and not flags & JITSymbolFlags.EXPORTED:
             return None
         if deferred.emitted is not None:
             return self.base.find_symbol_in(deferred.emitted, name, exported_symbols_only)
         return JITSymbol(lambda: self.base.lookup_symbol_address_in(
-            self._emit(deferred), name, exported_symbols_only), flags)
+            self._emit(deferred, waiting), name, exported_symbols_only), flags)
 
     def find_symbol(self, name: str, exported_symbols_only: bool = True) -> JITSymbol | None:
+        return self._find(name, exported_symbols_only, waiting=True)
+
+    def _find(self, name: str, exported_symbols_only: bool, waiting: bool) -> JITSymbol | None:
         with self._lock:
             candidates = [d for d in self._sets.values() if name in d.names]
         for deferred in candidates:
-            symbol = self._symbol(deferred, name, exported_symbols_only)
+            symbol = self._symbol(deferred, name, exported_symbols_only, waiting)
             if symbol is not None:
                 return symbol
         return None
@@ -119,7 +133,7 @@ class LazyEmitLayer(Layer):
         deferred = self._sets.get(handle)
         if deferred is None or name not in deferred.names:
             return None
-        return self._symbol(deferred, name, exported_symbols_only)
+        return self._symbol(deferred, name, exported_symbols_only, waiting=True)
 
     def emit(self, handle: Handle) -> None:
         """Send a set down now."""
@@ -149,6 +163,12 @@ class LazyEmitLayer(Layer):
 
     def owns(self, handle: Handle) -> bool:
         return handle in self._sets
+
+
+def _wait_for_lock(lock: threading.Lock) -> None:
+    """Block until whoever holds ``lock`` lets it go."""
+    with lock:
+        pass
 
 
 def _flags(value: Any) -> JITSymbolFlags:

@@ -113,13 +113,14 @@ class ArchiveMembers:
     Install it in an ObjectLinkingLayer's ``definition_generators``; when a
     name nothing defines is needed, the first archive (in the order added)
     with a member defining it has that member added as an object set --
-    once: members are never linked twice.
+    once while that set lives: a member whose set was removed (or dropped
+    by :meth:`drop_failed`) is linked again when next needed.
     """
 
     def __init__(self, linker: Any):
         self.linker = linker
         self.archives: list[Archive] = []
-        self._linked: set[int] = set()
+        self._linked: dict[int, Any] = {}     # id(member) -> the Handle of its set
 
     def add(self, archive: Archive) -> None:
         self.archives.append(archive)
@@ -127,9 +128,22 @@ class ArchiveMembers:
     def __call__(self, name: str) -> bool:
         for archive in self.archives:
             member = archive.member_defining(name)
-            if member is not None and id(member) not in self._linked:
-                self._linked.add(id(member))
-                self.linker.add_object_set([member.data],
-                                           names=[f"{archive.name}({member.name})"])
-                return True
+            if member is None:
+                continue
+            handle = self._linked.get(id(member))
+            if handle is not None and self.linker.owns(handle):
+                continue
+            self._linked[id(member)] = self.linker.add_object_set(
+                [member.data], names=[f"{archive.name}({member.name})"])
+            return True
         return False
+
+    def drop_failed(self) -> None:
+        """Remove the members' sets that failed (their constructors, or those
+        of a set they bind to), so that a later need links them afresh --
+        after a failed add, as if it had never pulled them in."""
+        failed = set(self.linker.failed_handles())
+        for key, handle in list(self._linked.items()):
+            if handle in failed:
+                del self._linked[key]
+                self.linker.remove_object_set(handle)

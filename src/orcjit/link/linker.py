@@ -10,8 +10,8 @@
 3. **fix up** every edge into working memory (after every set that this
    one binds to is allocated too);
 4. **finalise**: commit through the memory manager (protections, eh-frame
-   registration) -- then the layer has the static constructors run, after
-   releasing its lock (see :class:`Transition`).
+   registration) -- then the layer publishes the set, or has its static
+   constructors run first, after releasing its lock (see :class:`Transition`).
 
 The layer decides *which* definition a name binds to across sets; this
 module only applies the decision.
@@ -55,12 +55,20 @@ class Transition:
     sets are published together once every constructor has returned) or
     the destructors of one set being removed (REMOVING). Meanwhile the
     sets' addresses are fixed, but only ``thread`` -- whose constructors may
-    call the set's own functions -- may use them; other threads wait until
-    ``done``.
+    call the set's own functions -- and its ``guests`` may use them; other
+    threads wait until ``done``.
     """
 
     sets: list[LinkedSet]
     thread: int                # threading.get_ident() of the thread running the code
+    #: constructors: per set (by id), the unpublished sets it binds to (see
+    #: ObjectLinkingLayer._construct); empty for destructors
+    needs: dict[int, frozenset[int]] = field(default_factory=dict)
+    #: other threads that may use the sets meanwhile: each waits for a
+    #: transition whose thread waits for it (see ObjectLinkingLayer._wait_for)
+    guests: frozenset[int] = frozenset()
+    #: names whose rebindable GOT slots wait for the constructors to move to the sets
+    rebind: set[str] = field(default_factory=set)
     done: bool = False
 
 
@@ -351,7 +359,6 @@ class LinkedSet:
                                 ActionCall(deregister_frame, (address,))))
         self.memory.finalize(self._buffers, actions)
         self._buffers = self._segment_sizes = ()
-        self.state = State.FINALIZED
 
     def debug_objects(self) -> list[bytes]:
         """Debug objects (see runtime.debugger) of the graphs that carry DWARF."""

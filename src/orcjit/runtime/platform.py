@@ -5,7 +5,8 @@ gets its own (the partitions of a lazily compiled module share one), so the
 destructors JIT'd code registers with ``__cxa_atexit`` (C++ globals and
 function-local statics) are kept per set and run when that set is removed,
 before its memory goes -- not at process exit, when it would be gone.
-``atexit`` registrations, which name no DSO, run when the JIT closes.
+``atexit`` registrations, which name no DSO, run when the JIT closes,
+before any set is removed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class Platform:
             self._registrations.setdefault(dso or 0, []).append((function or 0, argument or 0))
         return 0
 
+    def has_registrations(self, dso_handle: int) -> bool:
+        """Whether JIT'd code registered destructors under ``dso_handle`` (not 0)."""
+        return bool(dso_handle) and dso_handle in self._registrations
+
     def run_initializers(self, initializers: Sequence[int]) -> None:
         for address in initializers:
             self.executor.call(ActionCall(address))
@@ -64,9 +69,15 @@ class Platform:
         for address in finalizers:
             self.executor.call(ActionCall(address))
 
-    def close(self) -> None:
-        """Run the registrations that named no set (plain ``atexit``)."""
+    def run_exit_handlers(self) -> None:
+        """Run the registrations that named no set (plain ``atexit``), latest
+        first -- before any set is removed: their code must still be there."""
         with self._lock:
             registered = self._registrations.pop(0, [])
         for function, argument in reversed(registered):
             self.executor.call(ActionCall(function, (argument,)))
+
+    def close(self) -> None:
+        """Run the exit handlers registered since :meth:`run_exit_handlers`
+        (by destructors, say; if their code went with its set, so be it)."""
+        self.run_exit_handlers()
