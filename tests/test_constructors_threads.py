@@ -105,7 +105,7 @@ def start(target: Callable[..., Any], *args: Any,
     def run() -> None:
         try:
             outcome.append(target(*args))
-        except BaseException as error:      # handed to the test
+        except BaseException as error:  # noqa: BLE001  (handed to the test)
             outcome.append(error)
 
     thread = threading.Thread(target=run, name=name, daemon=True)

@@ -213,7 +213,7 @@ class MemoryPool:
 class SetMemoryManager:
     """The memory of one object set: allocate, finalise, deallocate."""
 
-    __slots__ = ("pool", "segments", "_initialized_key")
+    __slots__ = ("_initialized_key", "pool", "segments")
 
     def __init__(self, pool: MemoryPool):
         self.pool = pool
