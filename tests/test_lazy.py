@@ -451,7 +451,9 @@ def test_tiered_compilation_swaps_in_optimised_bodies():
         while jit.stats()["functions_optimized"] < 3 and time.monotonic() < deadline:
             assert second(20) == 41                       # every call right, either tier
         assert jit.wait_for_optimizations(timeout=10)
-        assert jit.stats()["functions_optimized"] == 3
+        stats = jit.stats()
+        assert stats["functions_optimized"] == 3
+        assert 0 < stats["background_seconds"] < stats["total_seconds"]
         assert jit.lazy._winner("second").body != quick_body
         assert jit.lookup("address_of_first", "void*()")() == jit.address("first")
         assert jit.wait_for_optimizations(timeout=10)

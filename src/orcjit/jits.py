@@ -256,6 +256,8 @@ class JIT(LayerStack):
             "link_seconds": link,
             "overhead_seconds": max(0.0, total - parse - optimize - codegen - link),
             "total_seconds": total,
+            # of total_seconds: recompiling in the background (tiered), beside the program
+            "background_seconds": self.lazy.recompile_seconds if self.lazy is not None else 0.0,
             "functions_optimized": (self.lazy.optimizer.functions_optimized
                                     if self.lazy is not None and self.lazy.optimizer else 0),
             "functions_compiled": (self.lazy.functions_compiled if self.lazy is not None
