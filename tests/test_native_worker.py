@@ -46,6 +46,14 @@ def no_hang():
     faulthandler.cancel_dump_traceback_later()
 
 
+def wait_until_asleep(w: NativeWorker, timeout: float = 5.0) -> bool:
+    """Its few yields may take a while on a busy machine: wait for the futex."""
+    deadline = time.monotonic() + timeout
+    while not w.asleep and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return w.asleep
+
+
 @pytest.fixture
 def worker():
     w = NativeWorker()
@@ -69,8 +77,7 @@ def test_more_than_four_arguments_are_refused(worker):
 def test_a_sleeping_worker_is_woken_and_a_long_job_waited_for():
     w = NativeWorker(wait_seconds=1e-5)       # both sides sleep almost at once
     try:
-        time.sleep(0.02)
-        assert w.asleep
+        assert wait_until_asleep(w)
         start = time.perf_counter()
         assert w.call(USLEEP, 30_000) == 0    # the caller sleeps on the futex too
         assert time.perf_counter() - start >= 0.03
@@ -115,8 +122,7 @@ def test_calls_from_many_threads_each_get_their_own_result(worker):
 
 def test_a_closed_worker_refuses_calls():
     w = NativeWorker(wait_seconds=1e-5)
-    time.sleep(0.01)
-    assert w.asleep                           # close must wake it
+    assert wait_until_asleep(w)               # close must wake it
     w.close()
     w.close()                                 # twice is fine
     with pytest.raises(ConfigurationError, match="stopped"):
