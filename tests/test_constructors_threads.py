@@ -136,6 +136,19 @@ def value_at(jit: orcjit.JIT, name: str) -> int:
     return ctypes.c_int64.from_address(jit.address(name)).value
 
 
+def hold_compiles_of(jit: orcjit.JIT, thread_name: str) -> threading.Event:
+    """Make first calls on the thread named ``thread_name`` take PAUSE while
+    compiling (the lazy layer's partition hook); the event says one began."""
+    compiling = threading.Event()
+
+    def hold(module: Any, names: list[str]) -> None:
+        if threading.current_thread().name == thread_name:
+            compiling.set()
+            time.sleep(PAUSE)
+    jit.lazy.on_partition = hold        # type: ignore[union-attr]
+    return compiling
+
+
 def run_alone(script: str) -> list[str]:
     """Run ``script`` in a fresh interpreter -- a crash fails the test instead
     of killing pytest -- and return the lines it printed."""
@@ -154,13 +167,7 @@ def test_a_constructor_may_call_a_function_another_thread_is_compiling():
     """The compilation needs the linker's lock: constructors must not hold it."""
     with open_jit(lazy=True) as jit:
         jit.add_ir(SLOW)
-        compiling = threading.Event()
-
-        def hold(module: Any, names: list[str]) -> None:
-            if threading.current_thread().name == "first caller":
-                compiling.set()
-                time.sleep(PAUSE)
-        jit.lazy.on_partition = hold
+        compiling = hold_compiles_of(jit, "first caller")
         caller, called = start(jit.lookup("slow", "int64_t()"), name="first caller")
         assert compiling.wait(DEADLINE)
         adder, added = start(jit.add_ir, x_from("slow"), name="adder")
@@ -175,18 +182,13 @@ def test_a_constructor_may_call_its_own_lazy_function_another_thread_called_firs
     reads its global): it waits for the constructor before taking f's lock,
     so the constructor can compile f itself."""
     with open_jit(lazy=True) as jit:
-        started, compiling = threading.Event(), threading.Event()
+        started = threading.Event()
+        compiling = hold_compiles_of(jit, "caller")
 
         def wait_a_little() -> None:
             started.set()
             compiling.wait(2 * PAUSE)       # (set only if the other thread got f's lock)
         jit.define("wait_a_little", wait_a_little, "void()")
-
-        def hold(module: Any, names: list[str]) -> None:
-            if threading.current_thread().name == "caller":
-                compiling.set()
-                time.sleep(PAUSE)
-        jit.lazy.on_partition = hold        # type: ignore[union-attr]
         adder, added = start(jit.add_ir, """
 @g = global i64 6
 declare void @wait_a_little()
@@ -479,13 +481,7 @@ def test_a_destructor_may_call_a_function_another_thread_is_compiling():
         handle = jit.add_ir("declare i64 @slow()\n@r = global i64 0\n"
                             "define internal void @fini() {\n  %v = call i64 @slow()\n"
                             "  store i64 %v, ptr @r\n  ret void\n}\n" + dtors("fini"))
-        compiling = threading.Event()
-
-        def hold(module: Any, names: list[str]) -> None:
-            if threading.current_thread().name == "first caller":
-                compiling.set()
-                time.sleep(PAUSE)
-        jit.lazy.on_partition = hold
+        compiling = hold_compiles_of(jit, "first caller")
         caller, called = start(jit.lookup("slow", "int64_t()"), name="first caller")
         assert compiling.wait(DEADLINE)
         remover, removed = start(jit.remove, handle, name="remover")
