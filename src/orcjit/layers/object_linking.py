@@ -481,7 +481,8 @@ class ObjectLinkingLayer(Layer):
         except BaseException as error:
             failure = _failure(error, LinkError, "linking this set was interrupted earlier")
             for transition in [t for t in self._due if t.sets is closure]:
-                self._withdraw_due(transition)
+                self._due.remove(transition)    # queued, but nobody is to run its constructors
+                self._end_transition(transition, State.FAILED)
             for linked in linked_so_far:
                 linked.release_memory()
                 linked.state, linked.error = State.FAILED, failure
@@ -579,15 +580,6 @@ class ObjectLinkingLayer(Layer):
                 return
         for linked in closure:
             linked.state = State.FINALIZED
-
-    def _withdraw_due(self, transition: Transition) -> None:
-        """(Under the lock) a closure whose link failed after it was queued:
-        nobody is to run its constructors."""
-        self._due.remove(transition)
-        for linked in transition.sets:
-            linked.transition = None
-        transition.done = True
-        self._transition_done.notify_all()
 
     @staticmethod
     def _needs(closure: list[LinkedSet],
