@@ -358,7 +358,7 @@ class CompileOnDemandLayer(Layer):
 
     # -- compiling on first call -------------------------------------------------
     def _compile(self, function: _LazyFunction) -> int:
-        if not function.body:
+        if not function.body and function.owner.changing.locked():
             self._wait_for_globals(function.owner)
         with function.lock:
             if function.body:
@@ -385,8 +385,10 @@ class CompileOnDemandLayer(Layer):
 
         The body will bind to those globals, so its link would wait for them
         anyway -- holding the function's lock, which a constructor calling
-        that function then waits for: neither would ever go on. Errors are
-        left to the compilation to meet (a failed or removed set).
+        that function then waits for: neither would ever go on. Only asked
+        while globals are being added (``changing`` held): a first call
+        otherwise pays nothing for it. Errors are left to the compilation to
+        meet (a failed or removed set).
         """
         for globals_handle in tuple(lazy.globals_handles):
             try:
