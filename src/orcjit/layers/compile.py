@@ -22,10 +22,7 @@ from ..frontends.ir import (
     prepare_for_target,
     target_description,
 )
-from ..runtime.llvm_calls import LLVMOnWorker
-from ..runtime.native_worker import shared_worker
-from ..runtime.native_worker import supported as native_worker_supported
-from ..runtime.native_worker import wanted as native_worker_wanted
+from ..runtime.llvm_calls import llvm_on_worker
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -67,25 +64,21 @@ class SimpleCompiler:
     """
 
     def __init__(self, target_machine: llvm.TargetMachine, native_worker: bool | None = None):
-        if native_worker and not native_worker_supported():
-            raise ConfigurationError("no native worker here (it needs x86-64 Linux)")
         self.target_machine = target_machine
         #: (triple, data layout) that modules without their own are given
         self.target = target_description(target_machine)
-        self.native_worker = native_worker_wanted() if native_worker is None else native_worker
-        if self.native_worker:
-            shared_worker()              # started now, not within the first compile
+        self._on_worker = llvm_on_worker(native_worker)
+        self.native_worker = self._on_worker is not None
         self._lock = threading.Lock()    # a TargetMachine is not re-entrant
 
     def __call__(self, module: llvm.ModuleRef) -> bytes:
         if getattr(module, "closed", False):
             raise CompileError("cannot compile a module that was disposed")
         prepare_for_target(module, *self.target)
-        on_worker = LLVMOnWorker.get() if self.native_worker else None
         with self._lock:
             try:
-                if on_worker is not None:
-                    return on_worker.emit_object(self.target_machine, module)
+                if self._on_worker is not None:
+                    return self._on_worker.emit_object(self.target_machine, module)
                 return self.target_machine.emit_object(module)
             except RuntimeError as e:
                 raise CompileError(f"code generation failed for module {module.name!r}: {e}") from None

@@ -15,9 +15,7 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import ConfigurationError
-from ..runtime.llvm_calls import LLVMOnWorker
-from ..runtime.native_worker import supported as native_worker_supported
-from ..runtime.native_worker import wanted as native_worker_wanted
+from ..runtime.llvm_calls import llvm_on_worker
 from ..symbols import SymbolResolver
 from .base import ForwardingLayer, Handle, Layer
 
@@ -61,10 +59,7 @@ def optimization_pipeline(target_machine: llvm.TargetMachine, level: int = 2,
     """
     if not 0 <= level <= 3:
         raise ConfigurationError(f"optimisation level must be 0..3, not {level!r}")
-    if native_worker and not native_worker_supported():
-        raise ConfigurationError("no native worker here (it needs x86-64 Linux)")
-    use_worker = native_worker_wanted() if native_worker is None else native_worker
-    on_worker = LLVMOnWorker.get() if use_worker else None
+    on_worker = llvm_on_worker(native_worker)
     lock = threading.Lock()      # the target machine and builder are shared
     tuning = llvm.create_pipeline_tuning_options(speed_level=level)
     state: dict[str, Any] = {"builder": None, "runs": 0}

@@ -18,7 +18,8 @@ from typing import Any
 
 import llvmlite.binding as llvm
 
-from .native_worker import shared_worker
+from ..errors import ConfigurationError
+from .native_worker import shared_worker, supported, wanted
 
 _RETURNS_POINTER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
 _RETURNS_SIZE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
@@ -82,6 +83,20 @@ class LLVMOnWorker:
             return ctypes.string_at(self._buffer_start(buffer), self._buffer_size(buffer))
         finally:
             self._dispose_buffer(buffer)
+
+
+def llvm_on_worker(native_worker: bool | None) -> LLVMOnWorker | None:
+    """What a compiler or pass pipeline given the ``native_worker`` option
+    calls: the worker's calls (True, or None where a worker pays: see
+    :func:`~orcjit.runtime.native_worker.wanted`), or None for llvmlite's
+    own methods. The worker starts now, not within the first compile."""
+    if native_worker and not supported():
+        raise ConfigurationError("no native worker here (it needs x86-64 Linux)")
+    use = wanted() if native_worker is None else native_worker
+    calls = LLVMOnWorker.get() if use else None
+    if calls is not None:
+        shared_worker()
+    return calls
 
 
 def _address_of(function: Any) -> int:
