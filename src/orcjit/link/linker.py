@@ -191,10 +191,7 @@ class LinkedSet:
 
     @property
     def references_dso_handle(self) -> bool:
-        for graph in self.graphs:
-            if "__dso_handle" in graph.references:
-                return True
-        return False
+        return any("__dso_handle" in graph.references for graph in self.graphs)
 
     def referenced_names(self) -> set[str]:
         """Every global name this set's code may bind to something."""
