@@ -18,7 +18,7 @@ from typing import Any
 
 import llvmlite.binding as llvm
 
-from ..errors import ConfigurationError
+from ..errors import CompileError, ConfigurationError
 from .native_worker import shared_worker, supported, wanted
 
 _RETURNS_POINTER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
@@ -107,8 +107,8 @@ def _pointer(reference: Any) -> int:
     """An llvmlite object's C pointer; a closed one raises (llvmlite's own
     calls refuse it too) rather than reach LLVM as NULL."""
     if getattr(reference, "closed", False):
-        raise RuntimeError(f"{type(reference).__name__} is closed")
+        raise CompileError(f"cannot use a {type(reference).__name__} that was closed")
     pointer = ctypes.cast(reference._ptr, ctypes.c_void_p).value
     if not pointer:
-        raise RuntimeError(f"{type(reference).__name__} is a null pointer")
+        raise CompileError(f"cannot use a {type(reference).__name__} that is a null pointer")
     return pointer
