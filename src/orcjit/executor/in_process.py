@@ -58,6 +58,8 @@ class _Reservation:
     size: int
     fd: int
     write_view: int
+    #: the write view as a buffer: copies into it are one slice assignment
+    view: memoryview
 
 
 class _Initialized(NamedTuple):
@@ -100,8 +102,9 @@ class InProcessExecutor(Executor):
         except BaseException:
             os.close(fd)
             raise
+        view = memoryview((ctypes.c_char * size).from_address(write)).cast("B")
         with self._lock:
-            self._reservations.append(_Reservation(target, size, fd, write))
+            self._reservations.append(_Reservation(target, size, fd, write, view))
         return target
 
     def _reservation(self, address: int, size: int) -> _Reservation:
@@ -124,10 +127,9 @@ class InProcessExecutor(Executor):
             n = len(seg.content)
             if n > seg.size:
                 raise ExecutorError("segment content larger than the segment")
-            dest = r.write_view + (seg.address - r.base)
+            start = seg.address - r.base
             # freed pages were punched out of the memfd: the rest is zero already
-            # (a copy: a ctypes view of a bytearray needs an array type per length)
-            ctypes.memmove(dest, bytes(seg.content), n)
+            r.view[start:start + n] = seg.content
             span = -(-seg.size // self.page_size) * self.page_size
             if seg.protection is not None:
                 self.protect(seg.address, span, seg.protection)
@@ -170,6 +172,7 @@ class InProcessExecutor(Executor):
                     break
             else:
                 raise ExecutorError(f"no reservation at {base:#x}")
+        r.view.release()
         _munmap(r.write_view, r.size)
         _munmap(r.base, r.size)
         os.close(r.fd)

@@ -24,7 +24,8 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
     displacement, or may be re-bound later (a weak definition).
     """
     arch = graph.arch
-    got_entries = graph.got_entries
+    got_entries: dict[int, int] = {}
+    direct_calls: list[tuple[Block, int, int]] = []
     plt_stubs: dict[int, int] = {}
     got: Block | None = None
     plt: Block | None = None
@@ -68,11 +69,15 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
                 if needs_stub(edge[2]):
                     edge[2] = plt_stub(edge[2])
                 elif kind == EdgeKind.BRANCH32:
-                    graph.direct_calls.append((block, edge[0], edge[2]))
+                    direct_calls.append((block, edge[0], edge[2]))
                 edge[1] = PLT_REQUESTS[kind]
             if kind in USES_GOT_BASE:
                 needs_got_base = True
 
+    if got_entries:
+        graph.got_entries = got_entries
+    if direct_calls:
+        graph.direct_calls = direct_calls
     if needs_got_base and got is None:
         got = _empty_got()
     if got is not None:

@@ -361,7 +361,8 @@ class LinkedSet:
         """Debug objects (see runtime.debugger) of the graphs that carry DWARF."""
         return [debug_object(graph.object_data,
                              {index: block.address for index, block in graph.section_blocks.items()})
-                for graph in self.graphs if ".debug_info" in graph.debug_sections]
+                for graph in self.graphs
+                if graph.debug_sections and ".debug_info" in graph.debug_sections]
 
     def settle(self) -> None:
         """After linking: keep what lookups and removal need, free the graphs
