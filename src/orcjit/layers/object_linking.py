@@ -93,6 +93,8 @@ R = TypeVar("R")
 #: states whose sets are in memory: their addresses can be bound to
 _LINKED = frozenset({State.INITIALIZING, State.FINALIZED, State.REMOVING})
 _NONE_FAILED: Mapping[int, BaseException] = MappingProxyType({})
+#: as a plain int: combining IntFlag members runs Python code each time
+_EXPORTED = JITSymbolFlags.EXPORTED.value
 
 
 class _Busy(WaitAndRetry):
@@ -213,6 +215,12 @@ class ObjectLinkingLayer(Layer):
         hidden definitions of other JITDylibs do not count."""
         candidates = self._candidates.get(name)
         if not candidates:
+            return None
+        if len(candidates) == 1:        # the usual case: no list, no key function to make
+            only = candidates[0]
+            if seen_from is None or only.owner.dylib == seen_from \
+                    or only.flags & _EXPORTED:
+                return only
             return None
         if seen_from is not None:
             candidates = [c for c in candidates if c.owner.dylib == seen_from
@@ -534,8 +542,8 @@ class ObjectLinkingLayer(Layer):
                 table["__dso_handle"] = linked.shared_dso_handle
             for name in names:
                 definition = self._winner(name, linked.dylib)
-                if definition is None and any(generate(name)
-                                              for generate in self.definition_generators):
+                if definition is None and self.definition_generators and any(
+                        generate(name) for generate in self.definition_generators):
                     definition = self._winner(name, linked.dylib)
                 if definition is not None:
                     table[name] = definition
