@@ -210,7 +210,8 @@ class CompileOnDemandLayer(Layer):
             if not defined - lazy.global_names:
                 continue
             globals_handle = self.base.add_module_set(
-                [parse_ir(cut.globals_partition(lazy.global_names), shared_context=True)],
+                [parse_ir(cut.globals_partition(lazy.global_names), shared_context=True,
+                          has_target=cut.has_target, inert_at_o0=cut.inert_at_o0)],
                 None, lazy.resolver)
             lazy.globals_handles.append(globals_handle)
             lazy.global_names |= defined
@@ -494,11 +495,13 @@ class CompileOnDemandLayer(Layer):
         ``tier`` tells bodies of the same function apart (first and second tier).
         """
         start = time.perf_counter()
-        text = function.module.function_partition(function.ir_name, tier)
+        cut = function.module
+        text, body_symbol = cut.function_partition(function.ir_name, tier)
         parsed = time.perf_counter()
         # cut from a module verified when it was added: no second verification
-        module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
-                          verify=False, shared_context=True)
+        module = parse_ir(text, name=f"{cut.name}.submodule.{function.stub_name}",
+                          verify=False, shared_context=True,
+                          has_target=cut.has_target, inert_at_o0=cut.inert_at_o0)
         self.partition_seconds += parsed - start
         self.parse_seconds += time.perf_counter() - parsed
         try:
@@ -511,8 +514,8 @@ class CompileOnDemandLayer(Layer):
         if self.patcher:
             self.patcher.partitions.add(handle)
         try:
-            body = base.lookup_symbol_address_in(handle, function.module.body_name(
-                function.ir_name, tier), exported_symbols_only=False)
+            body = base.lookup_symbol_address_in(handle, body_symbol,
+                                                 exported_symbols_only=False)
             if not body:
                 raise JITError(f"compiled partition of {function.stub_name} has no body")
         except BaseException:
