@@ -200,3 +200,24 @@ def test_parsed_text_keeps_its_name_and_llvm_s_complaints(monkeypatch, direct):
     assert module.closed
     with pytest.raises(orcjit.InvalidIRError, match="expected type"):
         parse_ir("define i32 @g( {", name="broken")
+
+
+def test_llvm_calls_made_directly_still_run_llvmlite_s_lock_callbacks():
+    """Callbacks registered on llvmlite's lock (numba registers some) run
+    around every LLVM call, also those made without llvmlite's wrappers."""
+    import llvmlite.binding as llvm
+
+    from orcjit.frontends.ir import dispose
+
+    held = []
+    acquire, release = (lambda: held.append(1)), (lambda: held.append(-1))
+    llvm.ffi.register_lock_callback(acquire, release)
+    try:
+        compiler = SimpleCompiler(create_target_machine(opt_level=0))
+        module = parse_ir("define i32 @f() {\n  ret i32 1\n}", name="locked")
+        before = len(held)
+        compiler(module)
+        dispose(module)
+    finally:
+        llvm.ffi.unregister_lock_callback(acquire, release)
+    assert before >= 2 and len(held) > before and sum(held) == 0

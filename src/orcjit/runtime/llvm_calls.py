@@ -34,6 +34,21 @@ _RETURNS_POINTER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
 _RETURNS_SIZE = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
 _RETURNS_NOTHING = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
+#: llvmlite's lock: one LLVM call at a time in the process
+_LLVM_LOCK = llvm.ffi.lib._lock
+#: what taking it comes down to while no callbacks (numba's, say) are
+#: registered on it: its RLock alone; None where its internals differ
+_LLVM_RLOCK = getattr(_LLVM_LOCK, "_lock", None)
+_LOCK_CALLBACKS = getattr(_LLVM_LOCK, "_cblist", None)
+if not isinstance(_LOCK_CALLBACKS, list):
+    _LLVM_RLOCK = None
+
+
+def _llvm_lock() -> Any:
+    """llvmlite's lock to hold around an LLVM call, without the Python
+    ``__enter__``/``__exit__`` of its wrapper when they would only take the RLock."""
+    return _LLVM_LOCK if _LOCK_CALLBACKS or _LLVM_RLOCK is None else _LLVM_RLOCK
+
 
 class LLVMOnWorker:
     """Runs pass pipelines and generates code on the process's native worker."""
@@ -53,7 +68,8 @@ class LLVMOnWorker:
         self._buffer_size = _RETURNS_SIZE(_address_of(lib.LLVMPY_GetBufferSize))
         self._dispose_buffer = _RETURNS_NOTHING(_address_of(lib.LLVMPY_DisposeMemoryBuffer))
         self._dispose_string = _RETURNS_NOTHING(_address_of(lib.LLVMPY_DisposeString))
-        self._llvm_lock = llvm.ffi.lib._lock      # llvmlite's: one LLVM call at a time
+        #: (target machine, its pointer) of the latest emit: machines rarely change
+        self._machine: tuple[Any, int] = (None, 0)
         if not all((self._run_passes, self._emit)):
             raise AttributeError("llvmlite entry points not found")
 
@@ -72,15 +88,19 @@ class LLVMOnWorker:
         """``manager.run(module, builder)`` for a new-style ModulePassManager."""
         arguments = _pointer(manager), _pointer(module), _pointer(builder)
         worker = shared_worker()
-        with self._llvm_lock:
+        with _llvm_lock():
             worker.call(self._run_passes, *arguments)
 
     def emit_object(self, target_machine: llvm.TargetMachine, module: llvm.ModuleRef) -> bytes:
         """``target_machine.emit_object(module)``; RuntimeError with LLVM's message."""
+        machine, pointer = self._machine
+        if machine is not target_machine or target_machine._closed:
+            pointer = _pointer(target_machine)
+            self._machine = target_machine, pointer
         error = ctypes.c_void_p()
-        arguments = _pointer(target_machine), _pointer(module), 1, ctypes.addressof(error)
+        arguments = pointer, _pointer(module), 1, ctypes.addressof(error)
         worker = shared_worker()
-        with self._llvm_lock:
+        with _llvm_lock():
             buffer = worker.call(self._emit, *arguments)
         message = ""
         if error.value:
@@ -143,7 +163,7 @@ class ParsedModule(llvm.ModuleRef):
     def close(self) -> None:
         if not self._closed:
             if not self._owned:          # (an execution engine may own it now)
-                with _MODULE_CALLS.lock:
+                with _llvm_lock():
                     _MODULE_CALLS.dispose(self._ptr)
             self.detach()
 
@@ -169,7 +189,6 @@ class _ModuleCalls:
         self.set_name = lib.LLVMPY_SetModuleName
         self.dispose = lib.LLVMPY_DisposeModule
         self.dispose_string = _RETURNS_NOTHING(_address_of(lib.LLVMPY_DisposeString))
-        self.lock = wrapped._lock
 
     @staticmethod
     def find() -> _ModuleCalls | None:
@@ -192,13 +211,13 @@ def parse_assembly(text: str, context: llvm.ContextRef, name: str | None = None)
             module.name = name
         return module
     error = ctypes.c_char_p()
-    with calls.lock:
+    with _llvm_lock():
         pointer = calls.parse(context, text.encode(), ctypes.byref(error))
         if pointer and name and not error:
             calls.set_name(pointer, name.encode())
     if error or not pointer:
         message = (error.value or b"").decode("utf-8", "replace")
-        with calls.lock:
+        with _llvm_lock():
             calls.dispose(pointer)
             calls.dispose_string(ctypes.cast(error, ctypes.c_void_p))
         raise RuntimeError(f"LLVM IR parsing error\n{message}")

@@ -121,6 +121,7 @@ class NativeWorker:
         if not supported():
             raise ConfigurationError("the native worker needs x86-64 Linux")
         self._code = _Code.get()
+        self._submit = self._code.submit
         self._address = self._code.new_block()
         words = (ctypes.c_uint64 * (x86_64.WORKER_BLOCK_SIZE // 8)).from_address(self._address)
         yields = max(1, int(wait_seconds / self._code.yield_seconds))
@@ -145,16 +146,16 @@ class NativeWorker:
         """Whether the thread sleeps on its futex (rather than waiting awake)."""
         return bool(ctypes.c_uint32.from_address(self._address + 4).value)
 
-    def call(self, function: int, *args: int) -> int:
-        """Run ``function(*args)`` (at most four arguments) on the worker and
-        wait for its result; the GIL is released meanwhile."""
-        if len(args) > 4:
+    def call(self, function: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0,
+             *more: int) -> int:
+        """Run ``function(a0, a1, a2, a3)`` on the worker and wait for its
+        result; the GIL is released meanwhile."""
+        if more:
             raise ConfigurationError("the native worker passes at most four arguments")
-        a0, a1, a2, a3 = (*args, 0, 0, 0, 0)[:4]
         with self._lock:
             if not self._running:
                 raise ConfigurationError("the native worker has stopped")
-            return self._code.submit(self._address, function, a0, a1, a2, a3)
+            return self._submit(self._address, function, a0, a1, a2, a3)
 
     def close(self) -> None:
         """Stop the thread once it has finished the job it is running."""
