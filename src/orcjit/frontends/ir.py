@@ -131,6 +131,8 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True,
     ``has_target`` and ``inert_at_o0``; None has the text searched.
     """
     initialize_llvm()
+    if isinstance(source, str):
+        return _parse_text(source, name, verify, shared_context, has_target, inert_at_o0)
     if isinstance(source, llvm.ModuleRef):
         module = source
         for note in _TEXT_NOTES:
@@ -149,30 +151,35 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True,
                 source = bytes(source).decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidIRError("input is neither LLVM bitcode nor UTF-8 IR text") from None
-        elif not isinstance(source, str):
-            if type(source).__module__.startswith("llvmlite.ir"):
-                source = str(source)
-            else:
-                raise InvalidIRError(
-                    f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
-                    "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
-        shared = _SharedContext.lend() if shared_context else None
-        context = shared.context if shared else llvm.create_context()
-        try:
-            module = parse_assembly(source, context, name)
-        except RuntimeError as e:
-            if shared:
-                shared.release()
-            else:
-                context.close()
-            raise InvalidIRError(str(e).strip()) from None
-        _owning(module, shared or context)
-        if has_target if has_target is not None else has_target_lines(source):
-            module._orcjit_has_target = True  # type: ignore[attr-defined]
-        if inert_at_o0 if inert_at_o0 is not None else not has_o0_pipeline_work(source):
-            module._orcjit_inert_at_o0 = True  # type: ignore[attr-defined]
-        name = None          # named as it was parsed
+        elif type(source).__module__.startswith("llvmlite.ir"):
+            source = str(source)
+        else:
+            raise InvalidIRError(
+                f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
+                "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
+        return _parse_text(source, name, verify, shared_context, has_target, inert_at_o0)
     return _checked(module, name, verify)
+
+
+def _parse_text(text: str, name: str | None, verify: bool, shared_context: bool,
+                has_target: bool | None, inert_at_o0: bool | None) -> llvm.ModuleRef:
+    """parse_ir of IR text."""
+    shared = _SharedContext.lend() if shared_context else None
+    context = shared.context if shared else llvm.create_context()
+    try:
+        module = parse_assembly(text, context, name)
+    except RuntimeError as e:
+        if shared:
+            shared.release()
+        else:
+            context.close()
+        raise InvalidIRError(str(e).strip()) from None
+    _owning(module, shared or context)
+    if has_target if has_target is not None else has_target_lines(text):
+        module._orcjit_has_target = True  # type: ignore[attr-defined]
+    if inert_at_o0 if inert_at_o0 is not None else not has_o0_pipeline_work(text):
+        module._orcjit_inert_at_o0 = True  # type: ignore[attr-defined]
+    return _checked(module, None, verify) if verify else module     # (named as parsed)
 
 
 def _owning(module: llvm.ModuleRef,

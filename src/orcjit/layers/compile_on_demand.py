@@ -115,10 +115,7 @@ class _SetResolver:
     def __init__(self, layer: CompileOnDemandLayer, fallback: SymbolResolver):
         self.layer, self.fallback = layer, fallback
         self.dso_handle = 0      # given when the set is registered
-
-    @property
-    def dylib(self) -> str:
-        return getattr(self.fallback, "dylib", "")
+        self.dylib: str = getattr(fallback, "dylib", "")
 
     def lookup(self, name: str) -> int | None:
         stub = self.layer.stubs.find_stub(self.layer.aliases.get(name, name))
@@ -341,6 +338,8 @@ class CompileOnDemandLayer(Layer):
         candidates = self._candidates.get(stub_name)
         if not candidates:
             return None
+        if len(candidates) == 1:
+            return candidates[0]
         return next((c for c in candidates if c.strong), candidates[0])
 
     def _point_stub(self, stub_name: str) -> None:
