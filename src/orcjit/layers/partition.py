@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidIRError
@@ -239,7 +240,7 @@ class ModuleText:
         references -= {self.renames.get(name, name) for name in self.globals}
         return self._assemble(body, references, comdats)
 
-    def _assemble(self, body: str, references: set[str], comdats: list[str] = ()) -> str:  # type: ignore[assignment]
+    def _assemble(self, body: str, references: set[str], comdats: Sequence[str] = ()) -> str:
         prologue, epilogue = self._fixed()
         out = [prologue]
         if comdats:

@@ -164,7 +164,7 @@ class ParsedModule(llvm.ModuleRef):
         if not self._closed:
             if not self._owned:          # (an execution engine may own it now)
                 with _llvm_lock():
-                    _MODULE_CALLS.dispose(self._ptr)
+                    _MODULE_CALLS.dispose(self._ptr)  # type: ignore[union-attr]  # (made only with them)
             self.detach()
 
     def __del__(self) -> None:
