@@ -181,3 +181,43 @@ def test_always_inline_functions_work_at_every_level():
         with orcjit.JIT(opt_level=opt_level) as jit:
             jit.add_ir(ALWAYS_INLINE)
             assert jit.lookup("f", "int(int)")(7) == 49
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct calls", "llvmlite's methods"])
+def test_parsed_text_keeps_its_name_and_llvm_s_complaints(monkeypatch, direct):
+    """Text is parsed, named and freed through llvmlite's C entry points, or
+    through its methods where those entry points are not as expected."""
+    from orcjit.frontends.ir import dispose
+    from orcjit.runtime import llvm_calls
+
+    if not direct:
+        monkeypatch.setattr(llvm_calls, "_MODULE_CALLS", None)
+    module = parse_ir("define i32 @f() {\n  ret i32 1\n}", name="first", shared_context=True)
+    assert module.name == "first" and "ModuleID = 'first'" in str(module)
+    module.name = "second"
+    assert module.name == "second" and "ModuleID = 'second'" in str(module)
+    dispose(module)
+    assert module.closed
+    with pytest.raises(orcjit.InvalidIRError, match="expected type"):
+        parse_ir("define i32 @g( {", name="broken")
+
+
+def test_llvm_calls_made_directly_still_run_llvmlite_s_lock_callbacks():
+    """Callbacks registered on llvmlite's lock (numba registers some) run
+    around every LLVM call, also those made without llvmlite's wrappers."""
+    import llvmlite.binding as llvm
+
+    from orcjit.frontends.ir import dispose
+
+    held = []
+    acquire, release = (lambda: held.append(1)), (lambda: held.append(-1))
+    llvm.ffi.register_lock_callback(acquire, release)
+    try:
+        compiler = SimpleCompiler(create_target_machine(opt_level=0))
+        module = parse_ir("define i32 @f() {\n  ret i32 1\n}", name="locked")
+        before = len(held)
+        compiler(module)
+        dispose(module)
+    finally:
+        llvm.ffi.unregister_lock_callback(acquire, release)
+    assert before >= 2 and len(held) > before and sum(held) == 0

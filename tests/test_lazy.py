@@ -117,7 +117,8 @@ def test_partition_text_keeps_the_metadata_it_uses_and_no_debug_info():
     dispose(module)
     cut = ModuleText.parse(text)
     cut.promote_locals(".orc1")
-    partition = cut.function_partition("@load_twice")
+    partition, body = cut.function_partition("@load_twice")
+    assert body == "load_twice.orc_body"
     assert "!dbg" not in partition and "#dbg_" not in partition
     assert "DICompileUnit" not in partition
     assert "!tbaa" in partition and '!"Simple C/C++ TBAA"' in partition

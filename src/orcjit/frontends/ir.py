@@ -16,6 +16,7 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from ..errors import InvalidIRError
+from ..runtime.llvm_calls import parse_assembly
 
 _BITCODE_MAGICS = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")
 
@@ -35,6 +36,8 @@ _initialized = False
 def initialize_llvm() -> None:
     """Initialise the native target once (idempotent, thread-safe)."""
     global _initialized
+    if _initialized:
+        return
     with _init_lock:
         if not _initialized:
             llvm.initialize_native_target()
@@ -48,6 +51,17 @@ IRSource = str | bytes | bytearray | memoryview | Any   # llvmlite.ir.Module, Mo
 
 def is_bitcode(data: bytes | bytearray | memoryview) -> bool:
     return bytes(data[:4]) in _BITCODE_MAGICS
+
+
+def has_target_lines(text: str) -> bool:
+    """Whether IR text starts with both a target triple and a data layout."""
+    return len(set(_TARGET_LINE.findall(text, 0, _TARGET_HEAD))) == 2
+
+
+def has_o0_pipeline_work(text: str) -> bool:
+    """Whether IR text may hold something LLVM's -O0 pipeline acts on (if
+    not, the pipeline would leave its module unchanged)."""
+    return _O0_PIPELINE_WORK.search(text) is not None
 
 
 #: modules one shared context parses before it is retired (see _SharedContext)
@@ -74,13 +88,17 @@ class _SharedContext:
         self._lock = threading.Lock()     # a module may be disposed on another thread
 
     @classmethod
-    def for_this_thread(cls) -> _SharedContext:
+    def lend(cls) -> _SharedContext:
+        """This thread's shared context, counted as held by one more module
+        until :meth:`release`."""
         shared: _SharedContext | None = getattr(cls._of_thread, "current", None)
         if shared is None or shared.uses >= SHARED_CONTEXT_USES:
             if shared is not None:
                 shared.retire()
             shared = cls._of_thread.current = cls()
         shared.uses += 1
+        with shared._lock:
+            shared.live += 1
         return shared
 
     def retire(self) -> None:
@@ -88,10 +106,6 @@ class _SharedContext:
             self.retired = True
             if not self.live:
                 self.context.close()
-
-    def acquire(self) -> None:
-        with self._lock:
-            self.live += 1
 
     def release(self) -> None:
         with self._lock:
@@ -101,7 +115,8 @@ class _SharedContext:
 
 
 def parse_ir(source: IRSource, name: str | None = None, verify: bool = True,
-             shared_context: bool = False) -> llvm.ModuleRef:
+             shared_context: bool = False, *, has_target: bool | None = None,
+             inert_at_o0: bool | None = None) -> llvm.ModuleRef:
     """Parse IR in any accepted form and verify it; raises InvalidIRError.
 
     ``verify=False`` skips the verifier (~0.25 ms for a small module) for IR
@@ -111,9 +126,13 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True,
 
     What is noted about parsed text (target lines present, nothing for the
     -O0 pipeline to do) describes that text: a ModuleRef handed in, which
-    may have changed since, loses those notes.
+    may have changed since, loses those notes. A caller that knows them of
+    its text (a partition, cut from a module looked at once) passes
+    ``has_target`` and ``inert_at_o0``; None has the text searched.
     """
     initialize_llvm()
+    if isinstance(source, str):
+        return _parse_text(source, name, verify, shared_context, has_target, inert_at_o0)
     if isinstance(source, llvm.ModuleRef):
         module = source
         for note in _TEXT_NOTES:
@@ -132,32 +151,42 @@ def parse_ir(source: IRSource, name: str | None = None, verify: bool = True,
                 source = bytes(source).decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidIRError("input is neither LLVM bitcode nor UTF-8 IR text") from None
-        elif not isinstance(source, str):
-            if type(source).__module__.startswith("llvmlite.ir"):
-                source = str(source)
-            else:
-                raise InvalidIRError(
-                    f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
-                    "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
-        shared = _SharedContext.for_this_thread() if shared_context else None
-        context = shared.context if shared else llvm.create_context()
-        try:
-            module = _owning(llvm.parse_assembly(source, context=context), shared or context)
-        except RuntimeError as e:
-            raise InvalidIRError(str(e).strip()) from None
-        if len(set(_TARGET_LINE.findall(source, 0, _TARGET_HEAD))) == 2:
-            module._orcjit_has_target = True  # type: ignore[attr-defined]
-        if _O0_PIPELINE_WORK.search(source) is None:
-            module._orcjit_inert_at_o0 = True  # type: ignore[attr-defined]
+        elif type(source).__module__.startswith("llvmlite.ir"):
+            source = str(source)
+        else:
+            raise InvalidIRError(
+                f"cannot read IR from {type(source).__name__}: give IR text, bitcode bytes, "
+                "an llvmlite.ir.Module or an llvmlite.binding.ModuleRef")
+        return _parse_text(source, name, verify, shared_context, has_target, inert_at_o0)
     return _checked(module, name, verify)
+
+
+def _parse_text(text: str, name: str | None, verify: bool, shared_context: bool,
+                has_target: bool | None, inert_at_o0: bool | None) -> llvm.ModuleRef:
+    """parse_ir of IR text."""
+    shared = _SharedContext.lend() if shared_context else None
+    context = shared.context if shared else llvm.create_context()
+    try:
+        module = parse_assembly(text, context, name)
+    except RuntimeError as e:
+        if shared:
+            shared.release()
+        else:
+            context.close()
+        raise InvalidIRError(str(e).strip()) from None
+    _owning(module, shared or context)
+    if has_target if has_target is not None else has_target_lines(text):
+        module._orcjit_has_target = True  # type: ignore[attr-defined]
+    if inert_at_o0 if inert_at_o0 is not None else not has_o0_pipeline_work(text):
+        module._orcjit_inert_at_o0 = True  # type: ignore[attr-defined]
+    return _checked(module, None, verify) if verify else module     # (named as parsed)
 
 
 def _owning(module: llvm.ModuleRef,
             context: llvm.ContextRef | _SharedContext) -> llvm.ModuleRef:
     """Tie a context to its module; :func:`dispose` frees both, module first
-    (a shared context only once it is retired and this was its last module)."""
-    if isinstance(context, _SharedContext):
-        context.acquire()
+    (a shared context, see _SharedContext.lend, once it is retired and this
+    was its last module)."""
     module._orcjit_context = context  # type: ignore[attr-defined]
     return module
 

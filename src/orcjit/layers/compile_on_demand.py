@@ -115,10 +115,7 @@ class _SetResolver:
     def __init__(self, layer: CompileOnDemandLayer, fallback: SymbolResolver):
         self.layer, self.fallback = layer, fallback
         self.dso_handle = 0      # given when the set is registered
-
-    @property
-    def dylib(self) -> str:
-        return getattr(self.fallback, "dylib", "")
+        self.dylib: str = getattr(fallback, "dylib", "")
 
     def lookup(self, name: str) -> int | None:
         stub = self.layer.stubs.find_stub(self.layer.aliases.get(name, name))
@@ -210,7 +207,8 @@ class CompileOnDemandLayer(Layer):
             if not defined - lazy.global_names:
                 continue
             globals_handle = self.base.add_module_set(
-                [parse_ir(cut.globals_partition(lazy.global_names), shared_context=True)],
+                [parse_ir(cut.globals_partition(lazy.global_names), shared_context=True,
+                          has_target=cut.has_target, inert_at_o0=cut.inert_at_o0)],
                 None, lazy.resolver)
             lazy.globals_handles.append(globals_handle)
             lazy.global_names |= defined
@@ -340,6 +338,8 @@ class CompileOnDemandLayer(Layer):
         candidates = self._candidates.get(stub_name)
         if not candidates:
             return None
+        if len(candidates) == 1:
+            return candidates[0]
         return next((c for c in candidates if c.strong), candidates[0])
 
     def _point_stub(self, stub_name: str) -> None:
@@ -494,11 +494,13 @@ class CompileOnDemandLayer(Layer):
         ``tier`` tells bodies of the same function apart (first and second tier).
         """
         start = time.perf_counter()
-        text = function.module.function_partition(function.ir_name, tier)
+        cut = function.module
+        text, body_symbol = cut.function_partition(function.ir_name, tier)
         parsed = time.perf_counter()
         # cut from a module verified when it was added: no second verification
-        module = parse_ir(text, name=f"{function.module.name}.submodule.{function.stub_name}",
-                          verify=False, shared_context=True)
+        module = parse_ir(text, name=f"{cut.name}.submodule.{function.stub_name}",
+                          verify=False, shared_context=True,
+                          has_target=cut.has_target, inert_at_o0=cut.inert_at_o0)
         self.partition_seconds += parsed - start
         self.parse_seconds += time.perf_counter() - parsed
         try:
@@ -511,8 +513,8 @@ class CompileOnDemandLayer(Layer):
         if self.patcher:
             self.patcher.partitions.add(handle)
         try:
-            body = base.lookup_symbol_address_in(handle, function.module.body_name(
-                function.ir_name, tier), exported_symbols_only=False)
+            body = base.lookup_symbol_address_in(handle, body_symbol,
+                                                 exported_symbols_only=False)
             if not body:
                 raise JITError(f"compiled partition of {function.stub_name} has no body")
         except BaseException:

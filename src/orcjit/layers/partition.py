@@ -15,14 +15,18 @@ from partitions (it would drag in the whole compile unit).
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidIRError
+from ..frontends.ir import has_o0_pipeline_work, has_target_lines
 
 # a global name as LLVM prints it: @name, @"quoted name", @123
 _GLOBAL = r'@(?:[-a-zA-Z$._][-a-zA-Z$._0-9]*|"(?:[^"\\]|\\.)*"|\d+)'
 _GLOBAL_RE = re.compile(_GLOBAL)
+_GLOBAL_SPLIT = re.compile(f"({_GLOBAL})")    # split: text, name, text, name, ..., text
 _ALIAS_OF = re.compile(rf"= (?:[a-z_]+ )*alias [^,]+, ptr ({_GLOBAL})$")
 _METADATA_REF = re.compile(r"!\d+\b")
 _DEBUG_ATTACHMENT = re.compile(r",? !dbg !\d+")
@@ -79,6 +83,11 @@ class ModuleText:
     _originals: dict[str, str] = field(default_factory=dict)  # renamed -> printed name
     body_suffix: str = BODY_SUFFIX     # differs per replacement generation
     has_debug: bool = True             # whether anything needs _strip_debug (set by parse)
+    #: what parse_ir would look for in each partition, known of the whole
+    #: module: whether the header has both target lines; True if nothing in
+    #: the module is work for the -O0 pipeline, else None (look at each)
+    has_target: bool = False
+    inert_at_o0: bool | None = None
     # built on first use, then shared by every partition of the module
     _declarations: dict[str, str] = field(default_factory=dict)   # renamed ref -> line
     _fixed_text: tuple[str, str] | None = None
@@ -129,6 +138,8 @@ class ModuleText:
             i += 1
         mod._separate_function_aliases()
         mod.has_debug = _has_debug(text)
+        mod.has_target = has_target_lines("\n".join(mod.header))
+        mod.inert_at_o0 = None if has_o0_pipeline_work(text) else True
         return mod
 
     def _separate_function_aliases(self) -> None:
@@ -167,36 +178,38 @@ class ModuleText:
 
     def body_name(self, name: str, tier: str = "") -> str:
         """The symbol of ``name``'s compiled body (``tier`` tells recompilations apart)."""
-        return _bare(_suffixed(self.renames.get(name, name), self.body_suffix + tier))
+        return _bare(self._body_name(self.renames.get(name, name), tier))
+
+    def _body_name(self, renamed: str, tier: str) -> str:
+        """The IR name of a function's body, from its (renamed) IR name."""
+        return _suffixed(renamed, self.body_suffix + tier)
 
     def defined_functions(self) -> list[str]:
         return [name for name, item in self.functions.items()
                 if item.linkage != "available_externally"]
 
-    def function_partition(self, name: str, tier: str = "") -> str:
-        """IR text of a module that defines only ``name``'s body (see body_name)."""
+    def function_partition(self, name: str, tier: str = "") -> tuple[str, str]:
+        """IR text of a module that defines only ``name``'s body, and the
+        body's symbol (see body_name)."""
         item = self.functions[name]
         text = _strip_debug(item.text) if self.has_debug else item.text
-        header, rest = text.split("\n", 1) if "\n" in text else (text, "")
-        renamed = self.renames.get(name, name)
-        references: set[str] = set()
-        header = self._renamed(header, references)
-        references.discard(renamed)          # the header names the function itself
-        rest = self._renamed(rest, references)
-        body_symbol = _suffixed(renamed, self.body_suffix + tier)
-        header = _as_hidden_definition(header, renamed, body_symbol)
-        return self._assemble(header + "\n" + rest, references, extra_comdats=())
-
-    def _renamed(self, text: str, found: set[str]) -> str:
-        """``text`` renamed, the global names it uses (renamed) added to ``found``:
-        one scan of a function's text, however long, does both."""
-        get, add = self.renames.get, found.add
-
-        def rename(match: re.Match[str]) -> str:
-            name = get(match[0], match[0])
-            add(name)
-            return name
-        return _GLOBAL_RE.sub(rename, text)
+        # one scan of the function's text, however long, finds the names it uses
+        parts = _GLOBAL_SPLIT.split(text)
+        names = parts[1::2]
+        if names[0] != name:
+            raise InvalidIRError(f"cannot partition: {name} is not first in {item.header[:80]!r}")
+        if self.renames:
+            names = list(map(self.renames.get, names, names))
+            parts[1::2] = names
+        references = set(names[1:])      # names[0] is the function's own, in its header
+        body = self._body_name(names[0], tier)
+        parts[0], parts[1] = _hidden_prefix(parts[0]), body
+        text = "".join(parts)
+        if "comdat" in item.header:
+            header, newline, rest = text.partition("\n")
+            prefix, signature, suffix = _split_header(header, body)
+            text = prefix + signature + _COMDAT_CLAUSE.sub("", suffix) + newline + rest
+        return self._assemble(text, references), _bare(body)
 
     def defined_globals(self) -> set[str]:
         """Global variables (and aliases) this module defines, as renamed."""
@@ -225,24 +238,27 @@ class ModuleText:
         body = "\n".join(lines)
         references = set(_GLOBAL_RE.findall(body))
         references -= {self.renames.get(name, name) for name in self.globals}
-        return self._assemble(body, references, extra_comdats=comdats)
+        return self._assemble(body, references, comdats)
 
-    def _assemble(self, body: str, references: set[str], extra_comdats) -> str:
-        out = [self._fixed()[0]]
-        out += [self.comdats[c] for c in dict.fromkeys(extra_comdats) if c in self.comdats]
+    def _assemble(self, body: str, references: set[str], comdats: Sequence[str] = ()) -> str:
+        prologue, epilogue = self._fixed()
+        out = [prologue]
+        if comdats:
+            out += [self.comdats[c] for c in dict.fromkeys(comdats) if c in self.comdats]
+        known = self._declarations
         for ref in sorted(references):
-            declaration = self._declarations.get(ref)
+            declaration = known.get(ref)
             if declaration is None:
-                declaration = self._declarations[ref] = self._declare(ref)
+                declaration = known[ref] = self._declare(ref)
             if declaration:
                 out.append(declaration)
-        # numbered metadata is used by the body (and rarely a declaration)
-        users = [line for line in out[1:] if "!" in line]
-        users.append(body)
-        out.append(body)
-        out.append(self._fixed()[1])
-        out += self._metadata_closure(users)
-        return "\n".join(out) + "\n"
+        if self.metadata:
+            # numbered metadata is used by the body (and rarely a declaration)
+            metadata = self._metadata_closure([line for line in out[1:] if "!" in line] + [body])
+        else:
+            metadata = self.named_metadata
+        out += (body, epilogue, *metadata, "")
+        return "\n".join(out)
 
     def _fixed(self) -> tuple[str, str]:
         """The text every partition starts and ends with (joined once per module)."""
@@ -373,15 +389,17 @@ def _declaration(header: str) -> str:
     return " ".join(["declare", *words, signature, kept]).rstrip()
 
 
-def _as_hidden_definition(header: str, name: str, body_name: str) -> str:
-    """The function's header as an external hidden definition named ``body_name``."""
-    prefix, signature, suffix = _split_header(header, name)
-    # hidden implies dso_local, and must follow it: drop preemption and visibility
-    words = [w for w in prefix.split()[1:] if w not in _LINKAGES
-             and w not in ("hidden", "protected", "default", "dso_local", "dso_preemptable")]
-    signature = body_name + signature[len(name):]
-    suffix = _COMDAT_CLAUSE.sub("", suffix)
-    return " ".join(["define", "hidden", *words, signature]) + suffix
+# hidden implies dso_local, and must follow it: preemption and visibility go too
+_NOT_HIDDEN_DEFINITION = _LINKAGES | {"hidden", "protected", "default", "dso_local",
+                                      "dso_preemptable"}
+
+
+@functools.lru_cache(maxsize=256)
+def _hidden_prefix(prefix: str) -> str:
+    """A define line's words before the function's name (``prefix``), made
+    those of an external hidden definition (functions share a few)."""
+    words = [w for w in prefix.split()[1:] if w not in _NOT_HIDDEN_DEFINITION]
+    return " ".join(["define", "hidden", *words, ""])
 
 
 def _has_debug(text: str) -> bool:

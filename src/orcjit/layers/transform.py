@@ -118,6 +118,6 @@ class IRTransformLayer(ForwardingLayer):
     def add_module_set(self, modules: Sequence[Any], memory_manager: Any = None,
                        resolver: SymbolResolver | None = None) -> Handle:
         start = time.perf_counter()
-        transformed = [self.transform(m) for m in modules]
+        transformed = list(map(self.transform, modules))
         self.transform_seconds += time.perf_counter() - start
         return self.base.add_module_set(transformed, memory_manager, resolver)

@@ -121,40 +121,46 @@ class NativeWorker:
         if not supported():
             raise ConfigurationError("the native worker needs x86-64 Linux")
         self._code = _Code.get()
+        self._submit = self._code.submit
         self._address = self._code.new_block()
         words = (ctypes.c_uint64 * (x86_64.WORKER_BLOCK_SIZE // 8)).from_address(self._address)
         yields = max(1, int(wait_seconds / self._code.yield_seconds))
         words[x86_64.WORKER_SPIN_SLOT] = words[x86_64.SUBMITTER_SPIN_SLOT] = yields
         self._lock = threading.Lock()
+        #: False once closed or forked away from: read per call instead of
+        #: asking threading whether the thread lives (nothing else ends it)
+        self._running = True
         self._thread = threading.Thread(target=self._code.serve, args=(self._address,),
                                         name="orcjit-native-worker", daemon=True)
         self._thread.start()
         # dropped without close(): the thread leaves its loop (not joined: no waiting in a finaliser)
         self._finalizer = weakref.finalize(self, _tell_to_stop, self._address)
+        _workers.add(self)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._running and self._thread.is_alive()
 
     @property
     def asleep(self) -> bool:
         """Whether the thread sleeps on its futex (rather than waiting awake)."""
         return bool(ctypes.c_uint32.from_address(self._address + 4).value)
 
-    def call(self, function: int, *args: int) -> int:
-        """Run ``function(*args)`` (at most four arguments) on the worker and
-        wait for its result; the GIL is released meanwhile."""
-        if len(args) > 4:
+    def call(self, function: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0,
+             *more: int) -> int:
+        """Run ``function(a0, a1, a2, a3)`` on the worker and wait for its
+        result; the GIL is released meanwhile."""
+        if more:
             raise ConfigurationError("the native worker passes at most four arguments")
-        a0, a1, a2, a3 = (*args, 0, 0, 0, 0)[:4]
         with self._lock:
-            if not self._thread.is_alive():
+            if not self._running:
                 raise ConfigurationError("the native worker has stopped")
-            return self._code.submit(self._address, function, a0, a1, a2, a3)
+            return self._submit(self._address, function, a0, a1, a2, a3)
 
     def close(self) -> None:
         """Stop the thread once it has finished the job it is running."""
         with self._lock:
+            self._running = False
             if self._thread.is_alive():
                 self._finalizer()          # tells it to stop (once)
                 self._thread.join()
@@ -182,6 +188,8 @@ def wanted() -> bool:
 
 _shared: NativeWorker | None = None
 _shared_lock = threading.Lock()
+#: every worker not yet collected (a forked child marks them stopped)
+_workers: weakref.WeakSet[NativeWorker] = weakref.WeakSet()
 
 
 def shared_worker() -> NativeWorker:
@@ -189,9 +197,9 @@ def shared_worker() -> NativeWorker:
     stopped (callers ask :func:`wanted` whether to use it)."""
     global _shared
     worker = _shared
-    if worker is None or not worker.alive:
+    if worker is None or not worker._running:
         with _shared_lock:
-            if _shared is None or not _shared.alive:
+            if _shared is None or not _shared._running:
                 _shared = NativeWorker()
             worker = _shared
     return worker
@@ -201,6 +209,8 @@ def _forget_after_fork() -> None:
     """A forked child has no worker thread, and locks another thread may
     have held at the fork: it starts anew."""
     global _shared, _shared_lock
+    for worker in list(_workers):
+        worker._running = False
     _shared, _shared_lock = None, threading.Lock()
     _Code._lock = threading.Lock()
 
