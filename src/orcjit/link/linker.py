@@ -36,6 +36,8 @@ from ..runtime.debugger import debug_object
 from .relocate import apply_fixups
 
 STRONG, WEAK, COMMON = 2, 1, 0
+#: working memory of an empty segment (nothing is ever written to it)
+_NOTHING = b""
 
 
 class State(Enum):
@@ -240,7 +242,7 @@ class LinkedSet:
 
     def fix_up(self, bindings: dict[str, Binding]) -> None:
         """Copy content to working memory and apply every edge (all targets allocated)."""
-        self._buffers = [bytearray(size) for size in self._segment_sizes]
+        self._buffers = [bytearray(size) if size else _NOTHING for size in self._segment_sizes]
         for graph in self.graphs:
             for block in graph.blocks:
                 if block.content:

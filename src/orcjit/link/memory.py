@@ -236,16 +236,20 @@ class SetMemoryManager:
         region; returns their target bases (0 for empty segments)."""
         if self.segments:
             raise ExecutorError("memory manager already holds an allocation")
+        bases = [0, 0, 0]
+        taken: list[tuple[int, int, int]] = []
         try:
-            for segment in SEGMENTS:
-                size = segment_sizes[segment]
+            for segment, size in enumerate(segment_sizes):
                 if size:
-                    base = self.pool.allocate(size, segment, alignments[segment])
-                    self.segments += ((segment.value, base, size),)
+                    bases[segment] = base = self.pool.allocate(size, SEGMENTS[segment],
+                                                               alignments[segment])
+                    taken.append((segment, base, size))
         except BaseException:
+            self.segments = tuple(taken)
             self._free_segments()
             raise
-        return self.segment_bases
+        self.segments = tuple(taken)
+        return bases
 
     def finalize(self, contents: Sequence[bytes | bytearray],
                  actions: Sequence[tuple[ActionCall, ActionCall | None]] = ()) -> None:
