@@ -122,9 +122,19 @@ class Group:
     members: list[int]
 
 
+#: one section header as read: (name offset, type, flags, address, offset, size,
+#: link, info, alignment, entry size)
+Header = tuple[int, int, int, int, int, int, int, int, int, int]
+
+
 @dataclass(slots=True)
 class ObjectFile:
     """The tables of one relocatable object.
+
+    Section headers stay the rows they were read as (``headers``, with
+    ``section_names``): the linker reads an object for every lazily
+    compiled function, and needs no object per section. ``sections`` makes
+    :class:`Section` records on first use.
 
     ``relocations`` maps a target section index to its RELA entries as
     ``(offset, type, symbol_index, addend)`` tuples.
@@ -132,16 +142,30 @@ class ObjectFile:
 
     data: bytes
     machine: int
-    sections: list[Section]
+    headers: list[Header]
+    section_names: list[str]
     symbols: list[Symbol]
     relocations: dict[int, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     groups: list[Group] = field(default_factory=list)
+    _sections: list[Section] | None = None
+
+    @property
+    def sections(self) -> list[Section]:
+        if self._sections is None:
+            self._sections = [Section(i, name, t, f, off, sz, link, info, align or 1, ent)
+                              for i, ((_n, t, f, _a, off, sz, link, info, align, ent), name)
+                              in enumerate(zip(self.headers, self.section_names))]
+        return self._sections
 
     def section_data(self, section: Section) -> bytes:
         """The bytes of a section (zeros are not materialised for NOBITS)."""
         if section.type == SHT_NOBITS:
             return b""
         return self.data[section.offset : section.offset + section.size]
+
+
+#: section types parse_object looks at (the rest are only content)
+_TABLE_TYPES = frozenset({SHT_RELA, SHT_GROUP, SHT_SYMTAB, SHT_SYMTAB_SHNDX, SHT_REL})
 
 
 def _bad(message: str) -> InvalidObjectError:
@@ -223,68 +247,67 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
         raise _bad(f"implausible section count {shnum}")
     _check_range(size, e_shoff, shnum * _SHDR.size, "section header table")
 
-    raw = list(_SHDR.iter_unpack(data[e_shoff : e_shoff + shnum * _SHDR.size]))
-    if not 0 <= e_shstrndx < shnum or raw[e_shstrndx][1] != SHT_STRTAB:
+    headers: list[Header] = list(_SHDR.iter_unpack(data[e_shoff : e_shoff + shnum * _SHDR.size]))
+    if not 0 <= e_shstrndx < shnum or headers[e_shstrndx][1] != SHT_STRTAB:
         raise _bad(f"section name table index {e_shstrndx} is invalid")
-    shstr = raw[e_shstrndx]
+    shstr = headers[e_shstrndx]
     _check_range(size, shstr[4], shstr[5], "section name table")
     names = _StringTable(data, shstr[4], shstr[5], "section")
-    sections = []
-    symtab = None
+    section_names = []
+    symtab = -1
     index_tables = []      # SHT_SYMTAB_SHNDX
     tables = []            # RELA and GROUP sections, read once the symbols are
-    for i, (n, t, f, _addr, off, sz, link, info, align, ent) in enumerate(raw):
+    for i, (n, t, _f, _addr, off, sz, _link, _info, align, _ent) in enumerate(headers):
+        section_names.append(names[n])
         if off + sz > size and t != SHT_NOBITS and t != SHT_NULL:
             _check_range(size, off, sz, f"section {i}")
-        section = Section(i, names[n], t, f, off, sz, link, info, align or 1, ent)
-        sections.append(section)
         if align & (align - 1):
-            raise _bad(f"section {section.name!r} alignment {align} is not a power of two")
-        if t == SHT_RELA or t == SHT_GROUP:
-            tables.append(section)
-        elif t == SHT_SYMTAB:
-            if symtab is not None:
-                raise _bad("more than one symbol table")
-            symtab = section
-        elif t == SHT_SYMTAB_SHNDX:
-            index_tables.append(section)
-        elif t == SHT_REL:
-            raise _bad(f"REL section {section.name!r}: only RELA relocations are supported")
+            raise _bad(f"section {names[n]!r} alignment {align} is not a power of two")
+        if t in _TABLE_TYPES:
+            if t == SHT_RELA or t == SHT_GROUP:
+                tables.append(i)
+            elif t == SHT_SYMTAB:
+                if symtab >= 0:
+                    raise _bad("more than one symbol table")
+                symtab = i
+            elif t == SHT_SYMTAB_SHNDX:
+                index_tables.append(i)
+            else:
+                raise _bad(f"REL section {names[n]!r}: only RELA relocations are supported")
 
     # LLVM names sections and symbols from one string table: split it once
-    symbols = (_read_symbols(data, sections, symtab, index_tables, names, e_shstrndx)
-               if symtab else [])
-    obj = ObjectFile(data, e_machine, sections, symbols)
-    for s in tables:
-        if s.type == SHT_RELA:
-            _read_relocations(obj, s, len(symbols))
+    symbols = (_read_symbols(data, headers, symtab, index_tables, names, e_shstrndx)
+               if symtab >= 0 else [])
+    obj = ObjectFile(data, e_machine, headers, section_names, symbols)
+    for i in tables:
+        if headers[i][1] == SHT_RELA:
+            _read_relocations(obj, i, len(symbols))
         else:
-            obj.groups.append(_read_group(data, s, sections, symbols))
+            obj.groups.append(_read_group(obj, i))
     return obj
 
 
-def _read_symbols(data: bytes, sections: list[Section], symtab: Section,
-                  index_tables: list[Section], section_names: _StringTable,
-                  section_names_index: int) -> list[Symbol]:
-    if symtab.entsize != _SYM.size or symtab.size % _SYM.size:
-        raise _bad(f"symbol table entry size {symtab.entsize} / size {symtab.size} invalid")
-    if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SHT_STRTAB:
+def _read_symbols(data: bytes, headers: list[Header], symtab: int, index_tables: list[int],
+                  section_names: _StringTable, section_names_index: int) -> list[Symbol]:
+    _n, _t, _f, _a, offset, size, link, _info, _align, entsize = headers[symtab]
+    if entsize != _SYM.size or size % _SYM.size:
+        raise _bad(f"symbol table entry size {entsize} / size {size} invalid")
+    nsections = len(headers)
+    if not 0 < link < nsections or headers[link][1] != SHT_STRTAB:
         raise _bad("symbol table does not link to a string table")
-    if symtab.link == section_names_index:
+    if link == section_names_index:
         strings = section_names
     else:
-        strtab = sections[symtab.link]
-        strings = _StringTable(data, strtab.offset, strtab.size, "symbol")
+        strings = _StringTable(data, headers[link][4], headers[link][5], "symbol")
     xindex: tuple[int, ...] = ()
-    for s in index_tables:
-        if s.link == symtab.index:
-            if s.size != symtab.size // _SYM.size * 4:
+    for i in index_tables:
+        if headers[i][6] == symtab:
+            if headers[i][5] != size // _SYM.size * 4:
                 raise _bad("SHT_SYMTAB_SHNDX size does not match the symbol table")
-            xindex = struct.unpack_from(f"<{s.size // 4}I", data, s.offset)
-    nsections = len(sections)
+            xindex = struct.unpack_from(f"<{headers[i][5] // 4}I", data, headers[i][4])
     plain_limit = min(nsections, SHN_LORESERVE)     # below it: an ordinary section index
     symbols = []
-    table = data[symtab.offset : symtab.offset + symtab.size]
+    table = data[offset : offset + size]
     for index, (name, info, other, shndx, value, sz) in enumerate(_SYM.iter_unpack(table)):
         section: int | None = shndx
         if shndx >= plain_limit:          # special, extended or out of range
@@ -308,40 +331,42 @@ def _read_symbols(data: bytes, sections: list[Section], symtab: Section,
     return symbols
 
 
-def _read_relocations(obj: ObjectFile, rela: Section, nsyms: int) -> None:
-    if rela.entsize != _RELA.size or rela.size % _RELA.size:
-        raise _bad(f"relocation section {rela.name!r} entry size {rela.entsize} invalid")
-    if not 0 < rela.info < len(obj.sections):
-        raise _bad(f"relocation section {rela.name!r} targets section {rela.info}")
-    target = obj.sections[rela.info]
+def _read_relocations(obj: ObjectFile, index: int, nsyms: int) -> None:
+    name = obj.section_names[index]
+    _n, _t, _f, _a, offset, size, _link, target, _align, entsize = obj.headers[index]
+    if entsize != _RELA.size or size % _RELA.size:
+        raise _bad(f"relocation section {name!r} entry size {entsize} invalid")
+    if not 0 < target < len(obj.headers):
+        raise _bad(f"relocation section {name!r} targets section {target}")
+    limit = obj.headers[target][5]
     entries: list[tuple[int, int, int, int]] = []
     append = entries.append
-    data = obj.data[rela.offset : rela.offset + rela.size]
-    for offset, info, addend in _RELA.iter_unpack(data):
+    for offset, info, addend in _RELA.iter_unpack(obj.data[offset : offset + size]):
         sym = info >> 32
         if sym >= nsyms:
-            raise _bad(f"relocation in {rela.name!r} refers to symbol {sym}, but there are {nsyms}")
-        if offset >= target.size:
-            raise _bad(f"relocation in {rela.name!r} at {offset:#x} is outside "
-                       f"{target.name!r} ({target.size:#x} bytes)")
+            raise _bad(f"relocation in {name!r} refers to symbol {sym}, but there are {nsyms}")
+        if offset >= limit:
+            raise _bad(f"relocation in {name!r} at {offset:#x} is outside "
+                       f"{obj.section_names[target]!r} ({limit:#x} bytes)")
         append((offset, info & 0xFFFFFFFF, sym, addend))
-    obj.relocations.setdefault(rela.info, []).extend(entries)
+    obj.relocations.setdefault(target, []).extend(entries)
 
 
-def _read_group(data: bytes, section: Section, sections: list[Section],
-                symbols: list[Symbol]) -> Group:
-    if section.size < 4 or section.size % 4:
-        raise _bad(f"group section {section.name!r} has size {section.size}")
-    words = struct.unpack_from(f"<{section.size // 4}I", data, section.offset)
+def _read_group(obj: ObjectFile, index: int) -> Group:
+    name = obj.section_names[index]
+    _n, _t, _f, _a, offset, size, _link, info, _align, _entsize = obj.headers[index]
+    if size < 4 or size % 4:
+        raise _bad(f"group section {name!r} has size {size}")
+    words = struct.unpack_from(f"<{size // 4}I", obj.data, offset)
     for member in words[1:]:
-        if not 0 < member < len(sections):
-            raise _bad(f"group {section.name!r} names section {member}")
-    if section.info >= len(symbols):
-        raise _bad(f"group {section.name!r} signature symbol {section.info} out of range")
-    signature_symbol = symbols[section.info]
+        if not 0 < member < len(obj.headers):
+            raise _bad(f"group {name!r} names section {member}")
+    if info >= len(obj.symbols):
+        raise _bad(f"group {name!r} signature symbol {info} out of range")
+    signature_symbol = obj.symbols[info]
     signature = signature_symbol.name
     if signature_symbol.type == STT_SECTION:
         if signature_symbol.section is None:
-            raise _bad(f"group {section.name!r} is signed by a section symbol of no section")
-        signature = sections[signature_symbol.section].name
-    return Group(section.index, signature, bool(words[0] & GRP_COMDAT), list(words[1:]))
+            raise _bad(f"group {name!r} is signed by a section symbol of no section")
+        signature = obj.section_names[signature_symbol.section]
+    return Group(index, signature, bool(words[0] & GRP_COMDAT), list(words[1:]))

@@ -96,34 +96,29 @@ _NOT_LOADED = frozenset({elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB, elf.SHT_ST
                          elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX})
 
 
-def _segment_of(section: elf.Section, init_kind: tuple[bool, int, bool] | None) -> Segment:
-    if section.flags & elf.SHF_EXECINSTR:
+def _segment_of(flags: int, is_eh_frame: bool, name: str,
+                init_kind: tuple[bool, int, bool] | None) -> Segment:
+    if flags & elf.SHF_EXECINSTR:
         return Segment.CODE
     # Unwind tables go with the code they describe (read-only, as in GNU ld's
     # classic text segment): a lazily compiled function then needs one
     # allocation, not a code and a read-only one (5 us less per function).
-    if _is_eh_frame(section) and not section.flags & elf.SHF_WRITE:
+    if is_eh_frame and not flags & elf.SHF_WRITE:
         return Segment.CODE
     # init/fini arrays and .data.rel.ro are only written by the linker: sealed once relocated
-    if (section.flags & elf.SHF_WRITE and init_kind is None
-            and not section.name.startswith(".data.rel.ro")):
+    if flags & elf.SHF_WRITE and init_kind is None and not name.startswith(".data.rel.ro"):
         return Segment.DATA
     return Segment.RODATA
 
 
-def _is_eh_frame(section: elf.Section) -> bool:
-    return section.type == elf.SHT_X86_64_UNWIND or section.name == ".eh_frame"
-
-
-def _init_kind(section: elf.Section) -> tuple[bool, int, bool] | None:
+def _init_kind(section_type: int, name: str) -> tuple[bool, int, bool] | None:
     """(is_initializer, priority, reverse) for init/fini array sections."""
-    if section.type in (elf.SHT_INIT_ARRAY, elf.SHT_PREINIT_ARRAY):
+    if section_type == elf.SHT_INIT_ARRAY or section_type == elf.SHT_PREINIT_ARRAY:
         default: tuple[bool, int, bool] | None = (True, 65535, False)
-    elif section.type == elf.SHT_FINI_ARRAY:
+    elif section_type == elf.SHT_FINI_ARRAY:
         default = (False, 65535, False)
     else:
         default = None
-    name = section.name
     if not name.startswith(_INIT_FINI_STARTS):
         return default
     for table, is_init in ((_INIT_PREFIXES, True), (_FINI_PREFIXES, False)):
@@ -148,7 +143,6 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
     if obj.machine != arch.MACHINE:
         raise UnsupportedError(f"{name}: object is for machine {obj.machine}, "
                                f"this linker targets {arch.NAME} ({arch.MACHINE})")
-    sections = obj.sections
     dropped: set[int] = set()
     for group in obj.groups:
         if group.is_comdat and not keep_comdat(group.signature):
@@ -158,20 +152,25 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
     section_blocks: dict[int, Block] = {}
     graph = LinkGraph(name, arch, blocks, list(obj.symbols), [], {}, {}, {}, section_blocks,
                       obj.data)
-    for s in sections:
-        if s.type in _NOT_LOADED or dropped and s.index in dropped:
+    data = obj.data
+    for index, header in enumerate(obj.headers):
+        if header[1] in _NOT_LOADED or dropped and index in dropped:
             continue
-        if not s.flags & elf.SHF_ALLOC:
-            if s.name.startswith(".debug"):
-                graph.debug_sections = {**(graph.debug_sections or {}), s.name: obj.section_data(s)}
+        _n, t, flags, _a, offset, size, _l, _i, align, _e = header
+        section_name = obj.section_names[index]
+        if not flags & elf.SHF_ALLOC:
+            if section_name.startswith(".debug"):
+                graph.debug_sections = {**(graph.debug_sections or {}),
+                                        section_name: data[offset:offset + size]}
             continue
-        if s.flags & elf.SHF_TLS:
-            raise UnsupportedError(f"{name}: thread-local storage (section {s.name!r}) "
+        if flags & elf.SHF_TLS:
+            raise UnsupportedError(f"{name}: thread-local storage (section {section_name!r}) "
                                    "is not supported yet")
-        content = None if s.type == elf.SHT_NOBITS else obj.section_data(s)
-        kind = _init_kind(s)
-        block = Block(s.name, content, s.size, s.addralign, _segment_of(s, kind))
-        section_blocks[s.index] = block
+        kind = _init_kind(t, section_name)
+        is_eh_frame = t == elf.SHT_X86_64_UNWIND or section_name == ".eh_frame"
+        block = Block(section_name, None if t == elf.SHT_NOBITS else data[offset:offset + size],
+                      size, align or 1, _segment_of(flags, is_eh_frame, section_name, kind))
+        section_blocks[index] = block
         blocks.append(block)
         if kind is not None:
             is_init, priority, reverse = kind
@@ -180,7 +179,7 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
                 graph.initializers = [*graph.initializers, entry]
             else:
                 graph.finalizers = [*graph.finalizers, entry]
-        if _is_eh_frame(s):
+        if is_eh_frame:
             graph.eh_frame = block
 
     _read_symbols(graph, section_blocks, dropped)
