@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import ExecutorError
 from .base import ActionCall, Executor, FinalizeRequest, Protection
@@ -62,11 +62,11 @@ class _Reservation:
     view: memoryview
 
 
-class _Initialized(NamedTuple):
-    """What one initialize did, for deinitialize (a tuple: the collector skips it)."""
-
-    ranges: tuple[tuple[int, int, bool], ...]    # address, span, protected by initialize
-    deallocate: tuple[tuple[int, tuple[int, ...]], ...]    # ActionCall fields
+#: What one initialize did, for deinitialize: (ranges, deallocate actions) --
+#: ((address, span, protected by initialize), ...) and ((function, args), ...).
+#: Plain tuples of ints, which the collector stops tracking (a NamedTuple
+#: instance it would track for good: one per lazily compiled function).
+_Initialized = tuple[tuple[tuple[int, int, bool], ...], tuple[tuple[int, tuple[int, ...]], ...]]
 
 
 class InProcessExecutor(Executor):
@@ -142,7 +142,7 @@ class InProcessExecutor(Executor):
             if undo is not None:
                 deallocate.append((undo.function, undo.args))   # a plain tuple: the collector skips it
         with self._lock:
-            self._initialized[key] = _Initialized(tuple(ranges), tuple(deallocate))
+            self._initialized[key] = (tuple(ranges), tuple(deallocate))
         return key
 
     def deinitialize(self, key: int) -> None:
@@ -150,9 +150,10 @@ class InProcessExecutor(Executor):
             state = self._initialized.pop(key, None)
         if state is None:
             raise ExecutorError(f"no initialized allocation at {key:#x}")
-        for action in reversed(state.deallocate):
+        ranges, deallocate = state
+        for action in reversed(deallocate):
             self.call(ActionCall(*action))
-        for address, span, protected_here in state.ranges:
+        for address, span, protected_here in ranges:
             if protected_here:
                 _check(_mprotect(address, span, _PROT_NONE), "mprotect")
                 self.discard(address, span)
