@@ -23,75 +23,95 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
     go through a PLT stub: the target may be too far for a 32-bit
     displacement, or may be re-bound later (a weak definition).
     """
-    arch = graph.arch
-    got_entries: dict[int, int] = {}
+    tables: _Tables | None = None          # made for the first entry or stub
     direct_calls: list[tuple[Block, int, int]] = []
-    plt_stubs: dict[int, int] = {}
-    got: Block | None = None
-    plt: Block | None = None
-
-    def got_entry(target: int) -> int:
-        nonlocal got
-        entry = got_entries.get(target)
-        if entry is None:
-            if got is None:
-                got = _empty_got()
-            offset = got.size
-            got.size += arch.GOT_ENTRY_SIZE
-            got.edges.append([offset, EdgeKind.POINTER64, target, 0])
-            entry = got_entries[target] = graph.add_symbol(
-                f"$got.{graph.symbols[target].name}", got, offset)
-        return entry
-
-    def plt_stub(target: int) -> int:
-        nonlocal plt
-        stub = plt_stubs.get(target)
-        if stub is None:
-            if plt is None:
-                plt = Block("$__PLT", None, 0, arch.PLT_STUB_ALIGN, Segment.CODE)
-            offset = plt.size
-            plt.size += arch.PLT_STUB_SIZE
-            slot = got_entry(target)
-            plt.edges.append([offset + arch.PLT_STUB_EDGE_OFFSET, EdgeKind.DELTA32, slot,
-                              arch.PLT_STUB_EDGE_ADDEND])
-            stub = plt_stubs[target] = graph.add_symbol(
-                f"$plt.{graph.symbols[target].name}", plt, offset)
-        return stub
-
     needs_got_base = graph.got_symbol is not None
     for block in list(graph.blocks):
         for edge in block.edges:
             kind = edge[1]
             if kind in GOT_REQUESTS:
-                edge[2] = got_entry(edge[2])
+                tables = tables or _Tables(graph)
+                edge[2] = tables.got_entry(edge[2])
                 edge[1] = GOT_REQUESTS[kind]
             elif kind in PLT_REQUESTS:
                 if needs_stub(edge[2]):
-                    edge[2] = plt_stub(edge[2])
+                    tables = tables or _Tables(graph)
+                    edge[2] = tables.plt_stub(edge[2])
                 elif kind == EdgeKind.BRANCH32:
                     direct_calls.append((block, edge[0], edge[2]))
                 edge[1] = PLT_REQUESTS[kind]
             if kind in USES_GOT_BASE:
                 needs_got_base = True
-
-    if got_entries:
-        graph.got_entries = got_entries
     if direct_calls:
         graph.direct_calls = direct_calls
-    if needs_got_base and got is None:
-        got = _empty_got()
-    if got is not None:
-        if graph.got_symbol is None:
-            graph.got_symbol = graph.add_symbol("_GLOBAL_OFFSET_TABLE_", got, 0)
-        else:
-            graph.symbol_blocks[graph.got_symbol] = got
-            graph.symbols[graph.got_symbol].value = 0
-        got.size = max(got.size, arch.GOT_ENTRY_SIZE)
-        got.content = bytes(got.size)
-        graph.blocks.append(got)
-    if plt is not None:
-        plt.content = arch.PLT_STUB * (plt.size // arch.PLT_STUB_SIZE)
-        graph.blocks.append(plt)
+    if tables is None and needs_got_base:
+        tables = _Tables(graph)
+    if tables is not None:
+        tables.add_to_graph(needs_got_base)
+
+
+class _Tables:
+    """The GOT and PLT of one graph, grown an entry at a time."""
+
+    __slots__ = ("graph", "got", "plt", "got_entries", "plt_stubs")
+
+    def __init__(self, graph: LinkGraph):
+        self.graph = graph
+        self.got: Block | None = None
+        self.plt: Block | None = None
+        self.got_entries: dict[int, int] = {}    # target -> GOT entry symbol
+        self.plt_stubs: dict[int, int] = {}      # target -> PLT stub symbol
+
+    def got_entry(self, target: int) -> int:
+        entry = self.got_entries.get(target)
+        if entry is None:
+            if self.got is None:
+                self.got = _empty_got()
+            got, graph = self.got, self.graph
+            offset = got.size
+            got.size += graph.arch.GOT_ENTRY_SIZE
+            got.edges.append([offset, EdgeKind.POINTER64, target, 0])
+            entry = self.got_entries[target] = graph.add_symbol(
+                f"$got.{graph.symbols[target].name}", got, offset)
+        return entry
+
+    def plt_stub(self, target: int) -> int:
+        stub = self.plt_stubs.get(target)
+        if stub is None:
+            graph, arch = self.graph, self.graph.arch
+            if self.plt is None:
+                self.plt = Block("$__PLT", None, 0, arch.PLT_STUB_ALIGN, Segment.CODE)
+            plt = self.plt
+            offset = plt.size
+            plt.size += arch.PLT_STUB_SIZE
+            slot = self.got_entry(target)
+            plt.edges.append([offset + arch.PLT_STUB_EDGE_OFFSET, EdgeKind.DELTA32, slot,
+                              arch.PLT_STUB_EDGE_ADDEND])
+            stub = self.plt_stubs[target] = graph.add_symbol(
+                f"$plt.{graph.symbols[target].name}", plt, offset)
+        return stub
+
+    def add_to_graph(self, needs_got_base: bool) -> None:
+        """Append the blocks made, with their content; the GOT also when only
+        its base is needed (``_GLOBAL_OFFSET_TABLE_``)."""
+        graph, arch = self.graph, self.graph.arch
+        if self.got_entries:
+            graph.got_entries = self.got_entries
+        got = self.got
+        if needs_got_base and got is None:
+            got = self.got = _empty_got()
+        if got is not None:
+            if graph.got_symbol is None:
+                graph.got_symbol = graph.add_symbol("_GLOBAL_OFFSET_TABLE_", got, 0)
+            else:
+                graph.symbol_blocks[graph.got_symbol] = got
+                graph.symbols[graph.got_symbol].value = 0
+            got.size = max(got.size, arch.GOT_ENTRY_SIZE)
+            got.content = bytes(got.size)
+            graph.blocks.append(got)
+        if self.plt is not None:
+            self.plt.content = arch.PLT_STUB * (self.plt.size // arch.PLT_STUB_SIZE)
+            graph.blocks.append(self.plt)
 
 
 def _empty_got() -> Block:
