@@ -2,10 +2,12 @@
 
 It turns the bytes of an object into plain tables -- sections, symbols,
 RELA relocations, section groups -- and checks every offset, size and index
-against the buffer before anything is built from it, so a malformed object
-raises :class:`~orcjit.errors.InvalidObjectError` and never makes the linker
-read or write out of bounds. Tables are unpacked with ``struct.iter_unpack``
-over whole sections: no per-entry Python work beyond one tuple.
+against the buffer before anything is built from it (a RELA section's
+entries when they are read: a linker reads only those of sections it loads),
+so a malformed object raises :class:`~orcjit.errors.InvalidObjectError` and
+never makes the linker read or write out of bounds. Tables are unpacked with
+``struct.iter_unpack`` over whole sections, and section headers stay tuples:
+an object is read for every lazily compiled function.
 """
 
 from __future__ import annotations
@@ -136,8 +138,8 @@ class ObjectFile:
     compiled function, and needs no object per section. ``sections`` makes
     :class:`Section` records on first use.
 
-    ``relocations`` maps a target section index to its RELA entries as
-    ``(offset, type, symbol_index, addend)`` tuples.
+    Relocations are read when asked for, one RELA section at a time
+    (:meth:`relocations_of`): a linker needs only those of sections it loads.
     """
 
     data: bytes
@@ -145,9 +147,36 @@ class ObjectFile:
     headers: list[Header]
     section_names: list[str]
     symbols: list[Symbol]
-    relocations: dict[int, list[tuple[int, int, int, int]]] = field(default_factory=dict)
+    #: target section index -> its RELA sections' indices (headers checked)
+    rela_sections: dict[int, list[int]] = field(default_factory=dict)
     groups: list[Group] = field(default_factory=list)
     _sections: list[Section] | None = None
+
+    @property
+    def relocations(self) -> dict[int, list[tuple[int, int, int, int]]]:
+        """Every RELA entry, by target section index, as ``(offset, type,
+        symbol_index, addend)`` tuples."""
+        return {target: [entry for rela in relas for entry in self.relocations_of(rela)]
+                for target, relas in self.rela_sections.items()}
+
+    def relocations_of(self, rela: int) -> list[tuple[int, int, int, int]]:
+        """The entries of RELA section ``rela``, each checked against the
+        symbol table and its target section."""
+        name = self.section_names[rela]
+        _n, _t, _f, _a, offset, size, _link, target, _align, _entsize = self.headers[rela]
+        nsyms, limit = len(self.symbols), self.headers[target][5]
+        entries = []
+        append = entries.append
+        for offset, info, addend in _RELA.iter_unpack(self.data[offset : offset + size]):
+            sym = info >> 32
+            if sym >= nsyms:
+                raise _bad(f"relocation in {name!r} refers to symbol {sym}, "
+                           f"but there are {nsyms}")
+            if offset >= limit:
+                raise _bad(f"relocation in {name!r} at {offset:#x} is outside "
+                           f"{self.section_names[target]!r} ({limit:#x} bytes)")
+            append((offset, info & 0xFFFFFFFF, sym, addend))
+        return entries
 
     @property
     def sections(self) -> list[Section]:
@@ -281,7 +310,7 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     obj = ObjectFile(data, e_machine, headers, section_names, symbols)
     for i in tables:
         if headers[i][1] == SHT_RELA:
-            _read_relocations(obj, i, len(symbols))
+            _check_relocation_table(obj, i)
         else:
             obj.groups.append(_read_group(obj, i))
     return obj
@@ -331,25 +360,15 @@ def _read_symbols(data: bytes, headers: list[Header], symtab: int, index_tables:
     return symbols
 
 
-def _read_relocations(obj: ObjectFile, index: int, nsyms: int) -> None:
+def _check_relocation_table(obj: ObjectFile, index: int) -> None:
+    """Check a RELA section's header (its entries are checked when read)."""
     name = obj.section_names[index]
-    _n, _t, _f, _a, offset, size, _link, target, _align, entsize = obj.headers[index]
+    _n, _t, _f, _a, _offset, size, _link, target, _align, entsize = obj.headers[index]
     if entsize != _RELA.size or size % _RELA.size:
         raise _bad(f"relocation section {name!r} entry size {entsize} invalid")
     if not 0 < target < len(obj.headers):
         raise _bad(f"relocation section {name!r} targets section {target}")
-    limit = obj.headers[target][5]
-    entries: list[tuple[int, int, int, int]] = []
-    append = entries.append
-    for offset, info, addend in _RELA.iter_unpack(obj.data[offset : offset + size]):
-        sym = info >> 32
-        if sym >= nsyms:
-            raise _bad(f"relocation in {name!r} refers to symbol {sym}, but there are {nsyms}")
-        if offset >= limit:
-            raise _bad(f"relocation in {name!r} at {offset:#x} is outside "
-                       f"{obj.section_names[target]!r} ({limit:#x} bytes)")
-        append((offset, info & 0xFFFFFFFF, sym, addend))
-    obj.relocations.setdefault(target, []).extend(entries)
+    obj.rela_sections.setdefault(target, []).append(index)
 
 
 def _read_group(obj: ObjectFile, index: int) -> Group:
