@@ -277,7 +277,7 @@ class LinkedSet:
         return calls
 
     def _rebindable_slots_of(self, graph: LinkGraph, bindings: dict[str, Binding],
-                             addresses: list[int]) -> list[tuple[str, int]]:
+                             addresses: dict[int, int]) -> list[tuple[str, int]]:
         """The GOT slots of ``graph`` bound to a weak or COMMON definition."""
         slots = []
         for target, entry in graph.got_entries.items():
@@ -304,26 +304,30 @@ class LinkedSet:
             for block in graph.blocks:
                 block.address = bases[block.segment] + block.segment_offset
 
-    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> list[int]:
-        """Address of what each symbol of ``graph`` is bound to."""
-        addresses: list[int] = []
-        append = addresses.append
-        symbol_blocks = graph.symbol_blocks
-        local = self.local_definitions
-        for index, sym in enumerate(graph.symbols):
-            block = symbol_blocks[index]
+    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> dict[int, int]:
+        """Address of what each symbol an edge of ``graph`` targets (and its
+        GOT base) is bound to, by symbol index: only those (objects define
+        and reference more symbols than their edges target)."""
+        targets = {edge[2] for block in graph.blocks for edge in block.edges}
+        if graph.got_symbol is not None:
+            targets.add(graph.got_symbol)
+        addresses: dict[int, int] = {}
+        symbols, symbol_blocks, local = graph.symbols, graph.symbol_blocks, self.local_definitions
+        for index in targets:
+            sym = symbols[index]
             binding = None if sym.bind == elf.STB_LOCAL else bindings.get(sym.name)
             if binding is None:
+                block = symbol_blocks[index]
                 if block is not None:
-                    append(block.address + sym.value)
+                    addresses[index] = block.address + sym.value
                 elif sym.name in local:
-                    append(local[sym.name].address)
+                    addresses[index] = local[sym.name].address
                 else:
-                    append(sym.value if sym.is_absolute else 0)
+                    addresses[index] = sym.value if sym.is_absolute else 0
             elif isinstance(binding, int):
-                append(binding)
+                addresses[index] = binding
             else:
-                append(binding.address)
+                addresses[index] = binding.address
         return addresses
 
     def _collect_init_entries(self) -> None:

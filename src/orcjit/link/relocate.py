@@ -10,7 +10,7 @@ working buffer at an offset already bounds-checked against the block.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import RelocationOverflowError
 from .edges import EdgeKind as K
@@ -39,13 +39,13 @@ _EITHER: dict[int, tuple[struct.Struct, struct.Struct]] = {K.POINTER16: (struct.
            K.POINTER8: (struct.Struct("<b"), struct.Struct("<B"))}
 
 
-def apply_fixups(graph: LinkGraph, addresses: Sequence[int], size_of: Callable[[int], int],
+def apply_fixups(graph: LinkGraph, addresses: Mapping[int, int], size_of: Callable[[int], int],
                  buffers: Sequence[bytearray]) -> int:
     """Apply every edge of ``graph``; returns the number applied.
 
-    ``addresses[i]`` is the address of what symbol ``i`` is bound to, and
-    ``size_of(i)`` its size (only SIZE edges ask); ``buffers[s]`` is the working memory
-    of segment ``s``. Values are reduced to 64 bits (two's complement) before
+    ``addresses[i]`` is the address of what symbol ``i`` (any an edge targets)
+    is bound to, and ``size_of(i)`` its size (only SIZE edges ask);
+    ``buffers[s]`` is the working memory of segment ``s``. Values are reduced to 64 bits (two's complement) before
     a narrower field is range-checked, as a 64-bit linker computes them.
     """
     got = addresses[graph.got_symbol] if graph.got_symbol is not None else 0
