@@ -45,8 +45,9 @@ def apply_fixups(graph: LinkGraph, addresses: Mapping[int, int], size_of: Callab
 
     ``addresses[i]`` is the address of what symbol ``i`` (any an edge targets)
     is bound to, and ``size_of(i)`` its size (only SIZE edges ask);
-    ``buffers[s]`` is the working memory of segment ``s``. Values are reduced to 64 bits (two's complement) before
-    a narrower field is range-checked, as a 64-bit linker computes them.
+    ``buffers[s]`` is the working memory of segment ``s``. Values are
+    reduced to 64 bits (two's complement) before a narrower field is
+    range-checked, as a 64-bit linker computes them.
     """
     got = addresses[graph.got_symbol] if graph.got_symbol is not None else 0
     symbols = graph.symbols
