@@ -60,6 +60,8 @@ class _Reservation:
     write_view: int
     #: the write view as a buffer: copies into it are one slice assignment
     view: memoryview
+    #: the same as 64-bit words: a pointer is stored with one aligned 8-byte write
+    words: memoryview
 
 
 #: What one initialize did, for deinitialize: (ranges, deallocate actions) --
@@ -104,7 +106,7 @@ class InProcessExecutor(Executor):
             raise
         view = memoryview((ctypes.c_char * size).from_address(write)).cast("B")
         with self._lock:
-            self._reservations.append(_Reservation(target, size, fd, write, view))
+            self._reservations.append(_Reservation(target, size, fd, write, view, view.cast("Q")))
         return target
 
     def _reservation(self, address: int, size: int) -> _Reservation:
@@ -173,6 +175,7 @@ class InProcessExecutor(Executor):
                     break
             else:
                 raise ExecutorError(f"no reservation at {base:#x}")
+        r.words.release()
         r.view.release()
         _munmap(r.write_view, r.size)
         _munmap(r.base, r.size)
@@ -186,7 +189,7 @@ class InProcessExecutor(Executor):
         if address % 8:
             raise ExecutorError(f"pointer at {address:#x} is not 8-byte aligned")
         r = self._reservation(address, 8)
-        ctypes.c_uint64.from_address(r.write_view + (address - r.base)).value = value  # one store
+        r.words[(address - r.base) >> 3] = value
 
     def read(self, address: int, size: int) -> bytes:
         r = self._reservation(address, size)
