@@ -163,11 +163,11 @@ class ObjectFile:
         """The entries of RELA section ``rela``, each checked against the
         symbol table and its target section."""
         name = self.section_names[rela]
-        _n, _t, _f, _a, offset, size, _link, target, _align, _entsize = self.headers[rela]
+        _n, _t, _f, _a, start, size, _link, target, _align, _entsize = self.headers[rela]
         nsyms, limit = len(self.symbols), self.headers[target][5]
-        entries = []
+        entries: list[tuple[int, int, int, int]] = []
         append = entries.append
-        for offset, info, addend in _RELA.iter_unpack(self.data[offset : offset + size]):
+        for offset, info, addend in _RELA.iter_unpack(self.data[start : start + size]):
             sym = info >> 32
             if sym >= nsyms:
                 raise _bad(f"relocation in {name!r} refers to symbol {sym}, "

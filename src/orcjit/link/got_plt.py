@@ -53,7 +53,7 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
 class _Tables:
     """The GOT and PLT of one graph, grown an entry at a time."""
 
-    __slots__ = ("graph", "got", "plt", "got_entries", "plt_stubs")
+    __slots__ = ("got", "got_entries", "graph", "plt", "plt_stubs")
 
     def __init__(self, graph: LinkGraph):
         self.graph = graph

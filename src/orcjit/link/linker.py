@@ -36,8 +36,9 @@ from ..runtime.debugger import debug_object
 from .relocate import apply_fixups
 
 STRONG, WEAK, COMMON = 2, 1, 0
-#: working memory of an empty segment (nothing is ever written to it)
-_NOTHING = b""
+#: working memory of every empty segment: nothing is ever written to it (no
+#: block, so no edge, is in an empty segment)
+_NOTHING = bytearray()
 
 
 class State(Enum):
@@ -280,7 +281,7 @@ class LinkedSet:
                              addresses: dict[int, int]) -> list[tuple[str, int]]:
         """The GOT slots of ``graph`` bound to a weak or COMMON definition."""
         slots = []
-        for target, entry in graph.got_entries.items():
+        for target, entry in (graph.got_entries or {}).items():
             name = graph.symbols[target].name
             binding = bindings.get(name)
             if isinstance(binding, Definition) and binding.strength != STRONG:
