@@ -249,6 +249,7 @@ class LinkedSet:
                 if block.content:
                     self._buffers[block.segment][
                         block.segment_offset:block.segment_offset + len(block.content)] = block.content
+        has_init_arrays = False
         for graph in self.graphs:
             addresses = self._addresses(graph, bindings)
 
@@ -262,7 +263,8 @@ class LinkedSet:
                 slots = self._rebindable_slots_of(graph, bindings, addresses)
                 if slots:
                     self.rebindable_slots = [*self.rebindable_slots, *slots]
-        if any(graph.initializers or graph.finalizers for graph in self.graphs):
+            has_init_arrays = has_init_arrays or bool(graph.initializers or graph.finalizers)
+        if has_init_arrays:
             self._collect_init_entries()
 
     def external_calls(self, bindings: dict[str, Binding]) -> list[tuple[str, int]]:
