@@ -25,7 +25,7 @@ from .edges import WIDTH
 class Segment(IntEnum):
     """Where a block lives once loaded; one protection each (W^X)."""
 
-    CODE = 0     # read + execute
+    CODE = 0     # read + execute (also the unwind tables of the code: .eh_frame)
     RODATA = 1   # read only (also relocated-then-sealed data: GOT, .data.rel.ro, init arrays)
     DATA = 2     # read + write
 
