@@ -490,17 +490,24 @@ def test_a_destructor_may_call_a_function_another_thread_is_compiling():
         assert removed == [None] and called == [7]
 
 
-def test_close_waits_for_constructors_running_on_another_thread():
+def close_while_constructing(jit: orcjit.JIT, source: str) -> tuple[list, list[str]]:
+    """Add ``source`` (its constructor calls slow_start, its destructor stop)
+    on one thread and close ``jit`` on another while the constructor runs;
+    what close returned, and the log of constructor and destructor."""
     log: list[str] = []
     started = threading.Event()
-    jit = orcjit.JIT()
     jit.define("slow_start", slow_source(0, started, log), "void()")
     jit.define("stop", lambda: log.append("dtor"), "void()")
-    adder, _ = start(jit.add_ir, REMOVABLE)
+    adder, _ = start(jit.add_ir, source)
     assert started.wait(DEADLINE)
     closer, closed = start(jit.close)
     finish(closer)
     finish(adder)
+    return closed, log
+
+
+def test_close_waits_for_constructors_running_on_another_thread():
+    closed, log = close_while_constructing(orcjit.JIT(), REMOVABLE)
     assert closed == [None]
     assert log == ["ctor start", "ctor end", "dtor"]
 
@@ -531,16 +538,7 @@ define i64 @get() {
 def test_lazy_close_runs_atexit_destructors_after_the_constructor():
     """The lazy set's handle is listed before its globals' constructors are
     done; removing it (close) waits for them before running destructors."""
-    log: list[str] = []
-    started = threading.Event()
-    jit = orcjit.JIT(lazy=True)
-    jit.define("slow_start", slow_source(0, started, log), "void()")
-    jit.define("stop", lambda: log.append("dtor"), "void()")
-    adder, _ = start(jit.add_ir, REGISTERS_AND_WAITS)
-    assert started.wait(DEADLINE)
-    closer, closed = start(jit.close)
-    finish(closer)
-    finish(adder)
+    closed, log = close_while_constructing(orcjit.JIT(lazy=True), REGISTERS_AND_WAITS)
     assert closed == [None]
     assert log == ["ctor start", "ctor end", "dtor"]
 
