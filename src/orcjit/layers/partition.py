@@ -176,12 +176,9 @@ class ModuleText:
         """The symbol name a function's stub is known by (without '@', unquoted)."""
         return _bare(self.renames.get(name, name))
 
-    def body_name(self, name: str, tier: str = "") -> str:
-        """The symbol of ``name``'s compiled body (``tier`` tells recompilations apart)."""
-        return _bare(self._body_name(self.renames.get(name, name), tier))
-
     def _body_name(self, renamed: str, tier: str) -> str:
-        """The IR name of a function's body, from its (renamed) IR name."""
+        """The IR name of a function's body, from its (renamed) IR name
+        (``tier`` tells recompilations apart)."""
         return _suffixed(renamed, self.body_suffix + tier)
 
     def defined_functions(self) -> list[str]:
@@ -190,7 +187,7 @@ class ModuleText:
 
     def function_partition(self, name: str, tier: str = "") -> tuple[str, str]:
         """IR text of a module that defines only ``name``'s body, and the
-        body's symbol (see body_name)."""
+        body's symbol (``tier`` tells recompilations apart)."""
         item = self.functions[name]
         text = _strip_debug(item.text) if self.has_debug else item.text
         # one scan of the function's text, however long, finds the names it uses

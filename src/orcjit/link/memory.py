@@ -222,14 +222,6 @@ class SetMemoryManager:
         self.segments: tuple[tuple[int, int, int], ...] = ()
         self._initialized_key: int | None = None
 
-    @property
-    def segment_bases(self) -> list[int]:
-        """The base of each segment (0 for empty ones)."""
-        bases = [0, 0, 0]
-        for segment, base, _size in self.segments:
-            bases[segment] = base
-        return bases
-
     def allocate(self, segment_sizes: Sequence[int],
                  alignments: Sequence[int] = (DEFAULT_ALIGNMENT,) * 3) -> list[int]:
         """Room for each non-empty segment, aligned as asked, in its protection's
