@@ -138,8 +138,8 @@ class ObjectFile:
     compiled function, and needs no object per section. ``sections`` makes
     :class:`Section` records on first use.
 
-    Relocations are read when asked for, one RELA section at a time
-    (:meth:`relocations_of`): a linker needs only those of sections it loads.
+    Relocations are read when asked for, those of one section at a time
+    (:meth:`relocations_for`): a linker needs only those of sections it loads.
     """
 
     data: bytes
@@ -156,8 +156,14 @@ class ObjectFile:
     def relocations(self) -> dict[int, list[tuple[int, int, int, int]]]:
         """Every RELA entry, by target section index, as ``(offset, type,
         symbol_index, addend)`` tuples."""
-        return {target: [entry for rela in relas for entry in self.relocations_of(rela)]
-                for target, relas in self.rela_sections.items()}
+        return {target: self.relocations_for(target) for target in self.rela_sections}
+
+    def relocations_for(self, target: int) -> list[tuple[int, int, int, int]]:
+        """The RELA entries that apply to section ``target`` (usually one table's)."""
+        relas = self.rela_sections.get(target, ())
+        if len(relas) == 1:
+            return self.relocations_of(relas[0])
+        return [entry for rela in relas for entry in self.relocations_of(rela)]
 
     def relocations_of(self, rela: int) -> list[tuple[int, int, int, int]]:
         """The entries of RELA section ``rela``, each checked against the

@@ -229,15 +229,13 @@ def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int,
     symbols = graph.symbols
     discarded_targets = {s.index for s in symbols
                          if s.bind == elf.STB_LOCAL and s.section in dropped} if dropped else set()
-    for section_index, relas in obj.rela_sections.items():
+    for section_index in obj.rela_sections:
         block = section_blocks.get(section_index)
         if block is None:
             continue          # relocations of dropped or non-allocated sections: not read
         edges = block.edges
         limit = block.size
-        entries = obj.relocations_of(relas[0]) if len(relas) == 1 else \
-            [entry for rela in relas for entry in obj.relocations_of(rela)]
-        for offset, rtype, sym, addend in entries:
+        for offset, rtype, sym, addend in obj.relocations_for(section_index):
             mapped = relocations.get(rtype)
             if mapped is None:
                 if rtype == 0:
