@@ -169,7 +169,7 @@ def show_stats(report: dict, defined: int, wall: float, opt_level: int) -> None:
             print(f"  orcjit's own overhead per lazily compiled function: "
                   f"{lazy_overhead / lazy_n * 1e6:.0f} us")
     # a second tier recompiles beside the program: only first calls' compilation is in the runs
-    first_calls_s = (stats["total_seconds"] - stats.get("background_seconds", 0.0)
+    first_calls_s = (stats["total_seconds"] - stats["background_seconds"]
                      - report["after_add"]["total_seconds"])
     print(f"  bzip2 ran for {run_s - first_calls_s:.2f} s"
           f" (both runs, compilation on first calls excluded); child process wall time "

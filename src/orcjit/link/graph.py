@@ -160,8 +160,9 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
         section_name = obj.section_names[index]
         if not flags & elf.SHF_ALLOC:
             if section_name.startswith(".debug"):
-                graph.debug_sections = {**(graph.debug_sections or {}),
-                                        section_name: data[offset:offset + size]}
+                if graph.debug_sections is None:
+                    graph.debug_sections = {}
+                graph.debug_sections[section_name] = data[offset:offset + size]
             continue
         if flags & elf.SHF_TLS:
             raise UnsupportedError(f"{name}: thread-local storage (section {section_name!r}) "

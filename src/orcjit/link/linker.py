@@ -260,7 +260,7 @@ class LinkedSet:
                 return binding.size if isinstance(binding, Definition) else sym.size
             self.relocation_count += apply_fixups(graph, addresses, size_of, self._buffers)
             if graph.got_entries:
-                slots = self._rebindable_slots_of(graph, bindings, addresses)
+                slots = self._rebindable_slots_of(graph, graph.got_entries, bindings, addresses)
                 if slots:
                     self.rebindable_slots = [*self.rebindable_slots, *slots]
             has_init_arrays = has_init_arrays or bool(graph.initializers or graph.finalizers)
@@ -279,11 +279,14 @@ class LinkedSet:
                     calls.append((sym.name, block.address + offset))
         return calls
 
-    def _rebindable_slots_of(self, graph: LinkGraph, bindings: dict[str, Binding],
+    @staticmethod
+    def _rebindable_slots_of(graph: LinkGraph, got_entries: dict[int, int],
+                             bindings: dict[str, Binding],
                              addresses: dict[int, int]) -> list[tuple[str, int]]:
-        """The GOT slots of ``graph`` bound to a weak or COMMON definition."""
+        """The GOT slots of ``graph`` (its ``got_entries``) bound to a weak or
+        COMMON definition."""
         slots = []
-        for target, entry in (graph.got_entries or {}).items():
+        for target, entry in got_entries.items():
             name = graph.symbols[target].name
             binding = bindings.get(name)
             if isinstance(binding, Definition) and binding.strength != STRONG:
