@@ -43,6 +43,7 @@ _dlerror.restype = ctypes.c_char_p
 _MAP_FAILED = ctypes.c_void_p(-1).value
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
 _PROT_NONE = 0
+_MASK64 = (1 << 64) - 1
 _RTLD_NOW, _RTLD_GLOBAL = 0x2, 0x100
 
 
@@ -57,7 +58,7 @@ class _Reservation:
     base: int
     size: int
     fd: int
-    write_view: int
+    write_view: int            # the address of the write view (for munmap)
     #: the write view as a buffer: copies into it are one slice assignment
     view: memoryview
     #: the same as 64-bit words: a pointer is stored with one aligned 8-byte write
@@ -183,17 +184,19 @@ class InProcessExecutor(Executor):
 
     def write(self, address: int, data: bytes) -> None:
         r = self._reservation(address, len(data))
-        ctypes.memmove(r.write_view + (address - r.base), data, len(data))
+        start = address - r.base
+        r.view[start:start + len(data)] = data
 
     def write_pointer(self, address: int, value: int) -> None:
         if address % 8:
             raise ExecutorError(f"pointer at {address:#x} is not 8-byte aligned")
         r = self._reservation(address, 8)
-        r.words[(address - r.base) >> 3] = value
+        r.words[(address - r.base) >> 3] = value & _MASK64   # (wrapped, as a uint64_t store)
 
     def read(self, address: int, size: int) -> bytes:
         r = self._reservation(address, size)
-        return ctypes.string_at(r.write_view + (address - r.base), size)
+        start = address - r.base
+        return bytes(r.view[start:start + size])
 
     # -- symbols ---------------------------------------------------------
     def load_library(self, path: str | None) -> int:
