@@ -133,42 +133,45 @@ Header = tuple[int, int, int, int, int, int, int, int, int, int]
 class ObjectFile:
     """The tables of one relocatable object.
 
-    Section headers stay the rows they were read as (``headers``, with
-    ``section_names``): the linker reads an object for every lazily
-    compiled function, and needs no object per section. ``sections`` makes
-    :class:`Section` records on first use.
+    Section headers stay the rows they were read as (``headers``), named
+    through ``names`` when asked (:meth:`section_name`): the linker reads an
+    object for every lazily compiled function, and needs neither an object
+    nor a name per section. ``sections`` makes :class:`Section` records on
+    first use. ``loaded`` lists the content sections a linker loads
+    (allocatable), ``unloaded`` the other content sections (notes, debug
+    information) and ``relas`` the RELA sections (headers checked), each in
+    section order.
 
-    Relocations are read when asked for, those of one section at a time
-    (:meth:`relocations_for`): a linker needs only those of sections it loads.
+    Relocations are read when asked for, one RELA section at a time
+    (:meth:`relocations_of`): a linker needs only those of sections it loads.
     """
 
     data: bytes
     machine: int
     headers: list[Header]
-    section_names: list[str]
+    names: _StringTable
     symbols: list[Symbol]
-    #: target section index -> its RELA sections' indices (headers checked)
-    rela_sections: dict[int, list[int]] = field(default_factory=dict)
+    loaded: list[int]
+    unloaded: list[int]
+    relas: list[int]
     groups: list[Group] = field(default_factory=list)
     _sections: list[Section] | None = None
+
+    def section_name(self, index: int) -> str:
+        return self.names[self.headers[index][0]]
 
     @property
     def relocations(self) -> dict[int, list[tuple[int, int, int, int]]]:
         """Every RELA entry, by target section index, as ``(offset, type,
         symbol_index, addend)`` tuples."""
-        return {target: self.relocations_for(target) for target in self.rela_sections}
-
-    def relocations_for(self, target: int) -> list[tuple[int, int, int, int]]:
-        """The RELA entries that apply to section ``target`` (usually one table's)."""
-        relas = self.rela_sections.get(target, ())
-        if len(relas) == 1:
-            return self.relocations_of(relas[0])
-        return [entry for rela in relas for entry in self.relocations_of(rela)]
+        entries: dict[int, list[tuple[int, int, int, int]]] = {}
+        for rela in self.relas:
+            entries.setdefault(self.headers[rela][7], []).extend(self.relocations_of(rela))
+        return entries
 
     def relocations_of(self, rela: int) -> list[tuple[int, int, int, int]]:
         """The entries of RELA section ``rela``, each checked against the
         symbol table and its target section."""
-        name = self.section_names[rela]
         _n, _t, _f, _a, start, size, _link, target, _align, _entsize = self.headers[rela]
         nsyms, limit = len(self.symbols), self.headers[target][5]
         entries: list[tuple[int, int, int, int]] = []
@@ -176,20 +179,21 @@ class ObjectFile:
         for offset, info, addend in _RELA.iter_unpack(self.data[start : start + size]):
             sym = info >> 32
             if sym >= nsyms:
-                raise _bad(f"relocation in {name!r} refers to symbol {sym}, "
-                           f"but there are {nsyms}")
+                raise _bad(f"relocation in {self.section_name(rela)!r} refers to symbol "
+                           f"{sym}, but there are {nsyms}")
             if offset >= limit:
-                raise _bad(f"relocation in {name!r} at {offset:#x} is outside "
-                           f"{self.section_names[target]!r} ({limit:#x} bytes)")
+                raise _bad(f"relocation in {self.section_name(rela)!r} at {offset:#x} is "
+                           f"outside {self.section_name(target)!r} ({limit:#x} bytes)")
             append((offset, info & 0xFFFFFFFF, sym, addend))
         return entries
 
     @property
     def sections(self) -> list[Section]:
         if self._sections is None:
-            self._sections = [Section(i, name, t, f, off, sz, link, info, align or 1, ent)
-                              for i, ((_n, t, f, _a, off, sz, link, info, align, ent), name)
-                              in enumerate(zip(self.headers, self.section_names))]
+            names = self.names
+            self._sections = [Section(i, names[n], t, f, off, sz, link, info, align or 1, ent)
+                              for i, (n, t, f, _a, off, sz, link, info, align, ent)
+                              in enumerate(self.headers)]
         return self._sections
 
     def section_data(self, section: Section) -> bytes:
@@ -231,9 +235,14 @@ class _StringTable(dict):
         self._text = text = table.decode("latin-1")    # one character per byte: offsets hold
         if text.endswith("\0"):
             offset = 0
-            for name in text[:-1].split("\0"):
-                self[offset] = name if self._ascii else _utf8(name)
-                offset += len(name) + 1
+            if self._ascii:                     # (nearly always)
+                for name in text[:-1].split("\0"):
+                    self[offset] = name
+                    offset += len(name) + 1
+            else:
+                for name in text[:-1].split("\0"):
+                    self[offset] = _utf8(name)
+                    offset += len(name) + 1
 
     def __missing__(self, offset: int) -> str:
         text = self._text
@@ -288,19 +297,25 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     shstr = headers[e_shstrndx]
     _check_range(size, shstr[4], shstr[5], "section name table")
     names = _StringTable(data, shstr[4], shstr[5], "section")
-    section_names = []
     symtab = -1
     index_tables = []      # SHT_SYMTAB_SHNDX
-    tables = []            # RELA and GROUP sections, read once the symbols are
-    for i, (n, t, _f, _addr, off, sz, _link, _info, align, _ent) in enumerate(headers):
-        section_names.append(names[n])
-        if off + sz > size and t != SHT_NOBITS and t != SHT_NULL:
-            _check_range(size, off, sz, f"section {i}")
+    loaded = []            # content with SHF_ALLOC
+    unloaded = []          # other content (notes, comments, debug information)
+    relas = []
+    groups = []            # read once the symbols are
+    for i, header in enumerate(headers):
+        t = header[1]
+        if header[4] + header[5] > size and t != SHT_NOBITS and t != SHT_NULL:
+            _check_range(size, header[4], header[5], f"section {i}")
+        align = header[8]
         if align & (align - 1):
-            raise _bad(f"section {names[n]!r} alignment {align} is not a power of two")
+            raise _bad(f"section {names[header[0]]!r} alignment {align} is not a power of two")
         if t in _TABLE_TYPES:
-            if t == SHT_RELA or t == SHT_GROUP:
-                tables.append(i)
+            if t == SHT_RELA:
+                _check_relocation_table(header, shnum, names)
+                relas.append(i)
+            elif t == SHT_GROUP:
+                groups.append(i)
             elif t == SHT_SYMTAB:
                 if symtab >= 0:
                     raise _bad("more than one symbol table")
@@ -308,17 +323,21 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
             elif t == SHT_SYMTAB_SHNDX:
                 index_tables.append(i)
             else:
-                raise _bad(f"REL section {names[n]!r}: only RELA relocations are supported")
+                raise _bad(f"REL section {names[header[0]]!r}: only RELA relocations "
+                           "are supported")
+        elif t == SHT_STRTAB or t == SHT_NULL:
+            continue
+        elif header[2] & SHF_ALLOC:
+            loaded.append(i)
+        else:
+            unloaded.append(i)
 
     # LLVM names sections and symbols from one string table: split it once
     symbols = (_read_symbols(data, headers, symtab, index_tables, names, e_shstrndx)
                if symtab >= 0 else [])
-    obj = ObjectFile(data, e_machine, headers, section_names, symbols)
-    for i in tables:
-        if headers[i][1] == SHT_RELA:
-            _check_relocation_table(obj, i)
-        else:
-            obj.groups.append(_read_group(obj, i))
+    obj = ObjectFile(data, e_machine, headers, names, symbols, loaded, unloaded, relas)
+    if groups:
+        obj.groups = [_read_group(obj, i) for i in groups]
     return obj
 
 
@@ -366,19 +385,17 @@ def _read_symbols(data: bytes, headers: list[Header], symtab: int, index_tables:
     return symbols
 
 
-def _check_relocation_table(obj: ObjectFile, index: int) -> None:
+def _check_relocation_table(header: Header, nsections: int, names: _StringTable) -> None:
     """Check a RELA section's header (its entries are checked when read)."""
-    name = obj.section_names[index]
-    _n, _t, _f, _a, _offset, size, _link, target, _align, entsize = obj.headers[index]
+    _n, _t, _f, _a, _offset, size, _link, target, _align, entsize = header
     if entsize != _RELA.size or size % _RELA.size:
-        raise _bad(f"relocation section {name!r} entry size {entsize} invalid")
-    if not 0 < target < len(obj.headers):
-        raise _bad(f"relocation section {name!r} targets section {target}")
-    obj.rela_sections.setdefault(target, []).append(index)
+        raise _bad(f"relocation section {names[header[0]]!r} entry size {entsize} invalid")
+    if not 0 < target < nsections:
+        raise _bad(f"relocation section {names[header[0]]!r} targets section {target}")
 
 
 def _read_group(obj: ObjectFile, index: int) -> Group:
-    name = obj.section_names[index]
+    name = obj.section_name(index)
     _n, _t, _f, _a, offset, size, _link, info, _align, _entsize = obj.headers[index]
     if size < 4 or size % 4:
         raise _bad(f"group section {name!r} has size {size}")
@@ -393,5 +410,5 @@ def _read_group(obj: ObjectFile, index: int) -> Group:
     if signature_symbol.type == STT_SECTION:
         if signature_symbol.section is None:
             raise _bad(f"group {name!r} is signed by a section symbol of no section")
-        signature = obj.section_names[signature_symbol.section]
+        signature = obj.section_name(signature_symbol.section)
     return Group(index, signature, bool(words[0] & GRP_COMDAT), list(words[1:]))

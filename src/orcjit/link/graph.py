@@ -153,17 +153,19 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
     graph = LinkGraph(name, arch, blocks, list(obj.symbols), [], {}, {}, {}, section_blocks,
                       obj.data)
     data = obj.data
-    for index, header in enumerate(obj.headers):
-        if header[1] in _NOT_LOADED or dropped and index in dropped:
+    headers = obj.headers
+    for index in obj.unloaded:
+        section_name = obj.section_name(index)
+        if section_name.startswith(".debug") and index not in dropped:
+            if graph.debug_sections is None:
+                graph.debug_sections = {}
+            _n, _t, _f, _a, offset, size, _l, _i, _align, _e = headers[index]
+            graph.debug_sections[section_name] = data[offset:offset + size]
+    for index in obj.loaded:
+        if dropped and index in dropped:
             continue
-        _n, t, flags, _a, offset, size, _l, _i, align, _e = header
-        section_name = obj.section_names[index]
-        if not flags & elf.SHF_ALLOC:
-            if section_name.startswith(".debug"):
-                if graph.debug_sections is None:
-                    graph.debug_sections = {}
-                graph.debug_sections[section_name] = data[offset:offset + size]
-            continue
+        _n, t, flags, _a, offset, size, _l, _i, align, _e = headers[index]
+        section_name = obj.section_name(index)
         if flags & elf.SHF_TLS:
             raise UnsupportedError(f"{name}: thread-local storage (section {section_name!r}) "
                                    "is not supported yet")
@@ -189,10 +191,13 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
 
 
 def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: set[int]) -> None:
-    graph.symbol_blocks = symbol_blocks = [section_blocks.get(sym.section)  # type: ignore[arg-type]
-                                           for sym in graph.symbols]
+    graph.symbol_blocks = symbol_blocks = []
+    block_of, add_block = section_blocks.get, symbol_blocks.append
     functions = 0
-    for sym, block in zip(graph.symbols, symbol_blocks):
+    for sym in graph.symbols:
+        section = sym.section
+        block = block_of(section) if section is not None else None   # type: ignore[arg-type]
+        add_block(block)
         if block is not None:
             if sym.value > block.size:
                 raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
@@ -204,22 +209,22 @@ def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: s
                                    "is not supported yet")
         if sym.bind == elf.STB_LOCAL or not sym.name:
             continue
-        section = sym.section
-        if sym.is_common:
+        if block is not None:
+            graph.definitions[sym.name] = sym.index
+        elif section is not None and section not in dropped:
+            raise InvalidObjectError(f"{graph.name}: global symbol {sym.name!r} is defined in "
+                                     f"section {section}, which is not loaded")
+        elif sym.shndx == elf.SHN_COMMON and section is None:
             if sym.value & (sym.value - 1):
                 raise InvalidObjectError(f"{graph.name}: COMMON symbol {sym.name!r} has "
                                          f"alignment {sym.value}, not a power of two")
             graph.commons[sym.name] = sym.index
-        elif section is None and not sym.is_absolute or section in dropped:
-            if sym.name == "_GLOBAL_OFFSET_TABLE_":
-                graph.got_symbol = sym.index
-            else:
-                graph.references[sym.name] = sym.index
-        elif block is not None or sym.is_absolute:
+        elif sym.shndx == elf.SHN_ABS and section is None:
             graph.definitions[sym.name] = sym.index
-        else:
-            raise InvalidObjectError(f"{graph.name}: global symbol {sym.name!r} is defined in "
-                                     f"section {section}, which is not loaded")
+        elif sym.name == "_GLOBAL_OFFSET_TABLE_":
+            graph.got_symbol = sym.index
+        else:                 # undefined, or defined in a dropped COMDAT section
+            graph.references[sym.name] = sym.index
     graph.function_count = functions
 
 
@@ -230,13 +235,14 @@ def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int,
     symbols = graph.symbols
     discarded_targets = {s.index for s in symbols
                          if s.bind == elf.STB_LOCAL and s.section in dropped} if dropped else set()
-    for section_index in obj.rela_sections:
-        block = section_blocks.get(section_index)
+    headers = obj.headers
+    for rela in obj.relas:
+        block = section_blocks.get(headers[rela][7])
         if block is None:
             continue          # relocations of dropped or non-allocated sections: not read
         edges = block.edges
         limit = block.size
-        for offset, rtype, sym, addend in obj.relocations_for(section_index):
+        for offset, rtype, sym, addend in obj.relocations_of(rela):
             mapped = relocations.get(rtype)
             if mapped is None:
                 if rtype == 0:
