@@ -228,8 +228,7 @@ class _StringTable(dict):
     __slots__ = ("_text", "_ascii", "_what")
 
     def __init__(self, data: bytes, offset: int, size: int, what: str):
-        super().__init__()
-        self._what = what
+        self._what = what           # (dict.__new__ made it empty: no dict.__init__ needed)
         table = data[offset:offset + size]
         self._ascii = table.isascii()
         self._text = text = table.decode("latin-1")    # one character per byte: offsets hold
@@ -282,20 +281,24 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
         raise _bad("no section header table")
     if e_shentsize != _SHDR.size:
         raise _bad(f"section header size {e_shentsize}, expected {_SHDR.size}")
-    _check_range(size, e_shoff, _SHDR.size, "section header 0")
-    first = _SHDR.unpack_from(data, e_shoff)
-    shnum = e_shnum or first[5]          # extended numbering: count in sh_size of [0]
-    if e_shstrndx == SHN_XINDEX:
-        e_shstrndx = first[6]
-    if shnum == 0 or shnum > 0xFFFFFF:
-        raise _bad(f"implausible section count {shnum}")
-    _check_range(size, e_shoff, shnum * _SHDR.size, "section header table")
+    shnum = e_shnum
+    if not shnum or e_shstrndx == SHN_XINDEX:   # extended numbering: in section header 0
+        _check_range(size, e_shoff, _SHDR.size, "section header 0")
+        first = _SHDR.unpack_from(data, e_shoff)
+        shnum = shnum or first[5]
+        if e_shstrndx == SHN_XINDEX:
+            e_shstrndx = first[6]
+        if shnum == 0 or shnum > 0xFFFFFF:
+            raise _bad(f"implausible section count {shnum}")
+    if e_shoff + shnum * _SHDR.size > size:
+        _check_range(size, e_shoff, shnum * _SHDR.size, "section header table")
 
     headers: list[Header] = list(_SHDR.iter_unpack(data[e_shoff : e_shoff + shnum * _SHDR.size]))
     if not 0 <= e_shstrndx < shnum or headers[e_shstrndx][1] != SHT_STRTAB:
         raise _bad(f"section name table index {e_shstrndx} is invalid")
     shstr = headers[e_shstrndx]
-    _check_range(size, shstr[4], shstr[5], "section name table")
+    if shstr[4] + shstr[5] > size:
+        _check_range(size, shstr[4], shstr[5], "section name table")
     names = _StringTable(data, shstr[4], shstr[5], "section")
     symtab = -1
     index_tables = []      # SHT_SYMTAB_SHNDX
@@ -303,16 +306,17 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
     unloaded = []          # other content (notes, comments, debug information)
     relas = []
     groups = []            # read once the symbols are
-    for i, header in enumerate(headers):
-        t = header[1]
-        if header[4] + header[5] > size and t != SHT_NOBITS and t != SHT_NULL:
-            _check_range(size, header[4], header[5], f"section {i}")
-        align = header[8]
+    for i, (n, t, flags, _a, offset, length, _l, info, align, entsize) in enumerate(headers):
+        if offset + length > size and t != SHT_NOBITS and t != SHT_NULL:
+            _check_range(size, offset, length, f"section {i}")
         if align & (align - 1):
-            raise _bad(f"section {names[header[0]]!r} alignment {align} is not a power of two")
+            raise _bad(f"section {names[n]!r} alignment {align} is not a power of two")
         if t in _TABLE_TYPES:
             if t == SHT_RELA:
-                _check_relocation_table(header, shnum, names)
+                if entsize != _RELA.size or length % _RELA.size:
+                    raise _bad(f"relocation section {names[n]!r} entry size {entsize} invalid")
+                if not 0 < info < shnum:
+                    raise _bad(f"relocation section {names[n]!r} targets section {info}")
                 relas.append(i)
             elif t == SHT_GROUP:
                 groups.append(i)
@@ -323,11 +327,10 @@ def parse_object(data: bytes | bytearray | memoryview) -> ObjectFile:
             elif t == SHT_SYMTAB_SHNDX:
                 index_tables.append(i)
             else:
-                raise _bad(f"REL section {names[header[0]]!r}: only RELA relocations "
-                           "are supported")
+                raise _bad(f"REL section {names[n]!r}: only RELA relocations are supported")
         elif t == SHT_STRTAB or t == SHT_NULL:
             continue
-        elif header[2] & SHF_ALLOC:
+        elif flags & SHF_ALLOC:
             loaded.append(i)
         else:
             unloaded.append(i)
@@ -383,15 +386,6 @@ def _read_symbols(data: bytes, headers: list[Header], symtab: int, index_tables:
         symbols.append(Symbol(index, strings[name] if name else "", value, sz,
                               info >> 4, info & 0xF, other & 0x3, shndx, section))
     return symbols
-
-
-def _check_relocation_table(header: Header, nsections: int, names: _StringTable) -> None:
-    """Check a RELA section's header (its entries are checked when read)."""
-    _n, _t, _f, _a, _offset, size, _link, target, _align, entsize = header
-    if entsize != _RELA.size or size % _RELA.size:
-        raise _bad(f"relocation section {names[header[0]]!r} entry size {entsize} invalid")
-    if not 0 < target < nsections:
-        raise _bad(f"relocation section {names[header[0]]!r} targets section {target}")
 
 
 def _read_group(obj: ObjectFile, index: int) -> Group:
