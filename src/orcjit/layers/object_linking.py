@@ -163,7 +163,7 @@ class ObjectLinkingLayer(Layer):
         start = time.perf_counter()
         if names is not None and len(names) != len(objects):
             raise ConfigurationError(f"{len(names)} names given for {len(objects)} objects")
-        parsed = [parse_object(data) for data in objects]
+        parsed = list(map(parse_object, objects))
         with self._lock:
             claimed: set[str] = set()
 
@@ -188,7 +188,8 @@ class ObjectLinkingLayer(Layer):
                 self._candidates.setdefault(name, []).append(definition)
             for signature in claimed:
                 self._comdats[signature] = linked
-            self.functions_added += sum(graph.function_count for graph in graphs)
+            for graph in graphs:
+                self.functions_added += graph.function_count
         self.link_seconds += time.perf_counter() - start
         return handle
 
@@ -474,7 +475,8 @@ class ObjectLinkingLayer(Layer):
         start = time.perf_counter()
         closure, bindings = self._bind_closure(root)
         # resolvers may have linked some of them meanwhile (a lazily emitted set)
-        closure = [linked for linked in closure if linked.state is State.PENDING]
+        if len(closure) > 1 or root.state is not State.PENDING:
+            closure = [linked for linked in closure if linked.state is State.PENDING]
         linked_so_far: list[LinkedSet] = []
         try:
             for linked in closure:

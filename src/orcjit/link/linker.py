@@ -20,7 +20,7 @@ module only applies the decision.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -194,7 +194,10 @@ class LinkedSet:
 
     @property
     def references_dso_handle(self) -> bool:
-        return any("__dso_handle" in graph.references for graph in self.graphs)
+        for graph in self.graphs:
+            if "__dso_handle" in graph.references:
+                return True
+        return False
 
     def referenced_names(self) -> set[str]:
         """Every global name this set's code may bind to something."""
@@ -243,15 +246,18 @@ class LinkedSet:
 
     def fix_up(self, bindings: dict[str, Binding]) -> None:
         """Copy content to working memory and apply every edge (all targets allocated)."""
-        self._buffers = [bytearray(size) if size else _NOTHING for size in self._segment_sizes]
+        self._buffers = buffers = [_NOTHING, _NOTHING, _NOTHING]
+        for segment, size in enumerate(self._segment_sizes):
+            if size:
+                buffers[segment] = bytearray(size)
         for graph in self.graphs:
             for block in graph.blocks:
                 if block.content:
-                    self._buffers[block.segment][
+                    buffers[block.segment][
                         block.segment_offset:block.segment_offset + len(block.content)] = block.content
         has_init_arrays = False
         for graph in self.graphs:
-            addresses = self._addresses(graph, bindings)
+            addresses = _TargetAddresses(graph, bindings, self.local_definitions)
 
             def size_of(index: int, graph: LinkGraph = graph) -> int:
                 """Size of what symbol ``index`` is bound to (SIZE32/64 only ask)."""
@@ -282,7 +288,7 @@ class LinkedSet:
     @staticmethod
     def _rebindable_slots_of(graph: LinkGraph, got_entries: dict[int, int],
                              bindings: dict[str, Binding],
-                             addresses: dict[int, int]) -> list[tuple[str, int]]:
+                             addresses: Mapping[int, int]) -> list[tuple[str, int]]:
         """The GOT slots of ``graph`` (its ``got_entries``) bound to a weak or
         COMMON definition."""
         slots = []
@@ -295,7 +301,7 @@ class LinkedSet:
 
     def _allocate(self) -> None:
         sizes = [0, 0, 0]
-        alignments = [1, 1, 1]
+        alignments = [DEFAULT_ALIGNMENT] * 3
         for graph in self.graphs:
             for block in graph.blocks:
                 segment = block.segment
@@ -305,36 +311,10 @@ class LinkedSet:
                 sizes[segment] = offset + block.size
                 alignments[segment] = max(alignments[segment], alignment)
         self._segment_sizes = sizes
-        bases = self.memory.allocate(sizes, [max(a, DEFAULT_ALIGNMENT) for a in alignments])
+        bases = self.memory.allocate(sizes, alignments)
         for graph in self.graphs:
             for block in graph.blocks:
                 block.address = bases[block.segment] + block.segment_offset
-
-    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> dict[int, int]:
-        """Address of what each symbol an edge of ``graph`` targets (and its
-        GOT base) is bound to, by symbol index: only those (objects define
-        and reference more symbols than their edges target)."""
-        targets = {edge[2] for block in graph.blocks for edge in block.edges}
-        if graph.got_symbol is not None:
-            targets.add(graph.got_symbol)
-        addresses: dict[int, int] = {}
-        symbols, symbol_blocks, local = graph.symbols, graph.symbol_blocks, self.local_definitions
-        for index in targets:
-            sym = symbols[index]
-            binding = None if sym.bind == elf.STB_LOCAL else bindings.get(sym.name)
-            if binding is None:
-                block = symbol_blocks[index]
-                if block is not None:
-                    addresses[index] = block.address + sym.value
-                elif sym.name in local:
-                    addresses[index] = local[sym.name].address
-                else:
-                    addresses[index] = sym.value if sym.is_absolute else 0
-            elif isinstance(binding, int):
-                addresses[index] = binding
-            else:
-                addresses[index] = binding.address
-        return addresses
 
     def _collect_init_entries(self) -> None:
         """Read the relocated init/fini arrays in the order they must run."""
@@ -371,10 +351,12 @@ class LinkedSet:
 
     def debug_objects(self) -> list[bytes]:
         """Debug objects (see runtime.debugger) of the graphs that carry DWARF."""
-        return [debug_object(graph.object_data,
-                             {index: block.address for index, block in graph.section_blocks.items()})
-                for graph in self.graphs
-                if graph.debug_sections and ".debug_info" in graph.debug_sections]
+        images = []
+        for graph in self.graphs:
+            if graph.debug_sections and ".debug_info" in graph.debug_sections:
+                images.append(debug_object(graph.object_data, {
+                    index: block.address for index, block in graph.section_blocks.items()}))
+        return images
 
     def settle(self) -> None:
         """After linking: keep what lookups and removal need, free the graphs
@@ -387,6 +369,37 @@ class LinkedSet:
 
     def release_memory(self) -> None:
         self.memory.deallocate()
+
+
+class _TargetAddresses(dict):
+    """Address of what each symbol an edge of ``graph`` targets (or its GOT
+    base) is bound to, by symbol index: worked out when a fix-up first asks,
+    so only for those (objects define and reference more symbols than their
+    edges target) and with no pass of its own over the edges."""
+
+    __slots__ = ("graph", "bindings", "local")
+
+    def __init__(self, graph: LinkGraph, bindings: dict[str, Binding],
+                 local: dict[str, Definition]):
+        self.graph, self.bindings, self.local = graph, bindings, local
+
+    def __missing__(self, index: int) -> int:
+        sym = self.graph.symbols[index]
+        binding = None if sym.bind == elf.STB_LOCAL else self.bindings.get(sym.name)
+        if binding is None:
+            block = self.graph.symbol_blocks[index]
+            if block is not None:
+                address = block.address + sym.value
+            elif sym.name in self.local:
+                address = self.local[sym.name].address
+            else:
+                address = sym.value if sym.is_absolute else 0
+        elif isinstance(binding, int):
+            address = binding
+        else:
+            address = binding.address
+        self[index] = address
+        return address
 
 
 #: every combination, made once: combining IntFlag members costs ~20 us each time

@@ -246,8 +246,9 @@ class SetMemoryManager:
     def finalize(self, contents: Sequence[bytes | bytearray],
                  actions: Sequence[tuple[ActionCall, ActionCall | None]] = ()) -> None:
         """Commit working memory with final protections, then run the actions."""
-        writes = [SegmentWrite(base, size, contents[segment], None)
-                  for segment, base, size in self.segments]
+        writes = []
+        for segment, base, size in self.segments:
+            writes.append(SegmentWrite(base, size, contents[segment], None))
         if writes or actions:
             self._initialized_key = self.pool.executor.initialize(
                 FinalizeRequest(writes, actions))
