@@ -91,6 +91,7 @@ class LinkGraph:
 _INIT_PREFIXES = {".init_array": False, ".ctors": True, ".preinit_array": False}
 _FINI_PREFIXES = {".fini_array": False, ".dtors": True}
 _INIT_FINI_STARTS = tuple(_INIT_PREFIXES) + tuple(_FINI_PREFIXES)
+_INIT_FINI_TYPES = frozenset({elf.SHT_INIT_ARRAY, elf.SHT_FINI_ARRAY, elf.SHT_PREINIT_ARRAY})
 #: sections that are tables for the linker, never loaded
 _NOT_LOADED = frozenset({elf.SHT_GROUP, elf.SHT_RELA, elf.SHT_SYMTAB, elf.SHT_STRTAB,
                          elf.SHT_NULL, elf.SHT_SYMTAB_SHNDX})
@@ -169,10 +170,13 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
         if flags & elf.SHF_TLS:
             raise UnsupportedError(f"{name}: thread-local storage (section {section_name!r}) "
                                    "is not supported yet")
-        kind = _init_kind(t, section_name)
+        kind = (_init_kind(t, section_name)
+                if t in _INIT_FINI_TYPES or section_name.startswith(_INIT_FINI_STARTS) else None)
         is_eh_frame = t == elf.SHT_X86_64_UNWIND or section_name == ".eh_frame"
+        segment = (Segment.CODE if flags & elf.SHF_EXECINSTR
+                   else _segment_of(flags, is_eh_frame, section_name, kind))
         block = Block(section_name, None if t == elf.SHT_NOBITS else data[offset:offset + size],
-                      size, align or 1, _segment_of(flags, is_eh_frame, section_name, kind))
+                      size, align or 1, segment)
         section_blocks[index] = block
         blocks.append(block)
         if kind is not None:
