@@ -173,8 +173,10 @@ class ObjectLinkingLayer(Layer):
                 claimed.add(signature)
                 return True
 
-            graphs = [build_graph(obj, self.arch, names[i] if names else f"<object {i}>",
-                                  keep_comdat) for i, obj in enumerate(parsed)]
+            graphs = []
+            for i, obj in enumerate(parsed):
+                graphs.append(build_graph(obj, self.arch, names[i] if names else f"<object {i}>",
+                                          keep_comdat))
             linked = LinkedSet(graphs, memory_manager or self.memory_pool.create_memory_manager(),
                                resolver or self.resolver)
             # a resolver may say which JITDylib (symbol namespace) the set joins

@@ -416,6 +416,6 @@ def _flags_of(sym: elf.Symbol, strength: int) -> JITSymbolFlags:
         flags |= _WEAK
     if sym.type == elf.STT_FUNC or sym.type == elf.STT_GNU_IFUNC:
         flags |= _CALLABLE
-    if sym.is_absolute:
+    if sym.shndx == elf.SHN_ABS and sym.section is None:    # (sym.is_absolute, without a call)
         flags |= _ABSOLUTE
     return _FLAGS[flags]

@@ -132,7 +132,8 @@ class MemoryPool:
         """Room for ``size`` bytes in the region of ``segment``, aligned to
         ``alignment`` (page-aligned pages of its own if large)."""
         with self._lock:
-            self._ensure_reserved()
+            if not self.base:
+                self._ensure_reserved()
             if size <= self._chunk_size // 4 and alignment <= self.page_size:
                 return self._allocate_small(size, segment, alignment)
             pages = -(-size // self.page_size) * self.page_size
