@@ -483,7 +483,7 @@ class ObjectLinkingLayer(Layer):
         try:
             for linked in closure:
                 linked_so_far.append(linked)
-                linked.allocate(bindings[id(linked)], self._out_of_reach)
+                linked.allocate(bindings[id(linked)], self.memory_pool.contains)
             for linked in closure:
                 linked.fix_up(bindings[id(linked)])
             frames = self.platform.frames
@@ -525,9 +525,6 @@ class ObjectLinkingLayer(Layer):
             linked.settle()
         return True
 
-    def _out_of_reach(self, address: int) -> bool:
-        return not self.memory_pool.contains(address)
-
     def _bind_closure(self, root: LinkedSet) -> tuple[list[LinkedSet], dict[int, dict[str, Binding]]]:
         """Bind every name of ``root`` and of the pending sets it reaches."""
         closure: list[LinkedSet] = []
@@ -535,6 +532,7 @@ class ObjectLinkingLayer(Layer):
         missing: set[str] = set()
         stack = [root]
         seen = {id(root)}
+        platform_symbol = self.platform.symbols.get     # (no call of ours per name)
         while stack:
             linked = stack.pop()
             closure.append(linked)
@@ -561,7 +559,7 @@ class ObjectLinkingLayer(Layer):
                         else:           # not before its constructors (destructors) are done
                             self._check_not_busy(owner)
                     continue
-                address = self.platform.lookup(name)
+                address = platform_symbol(name)
                 if address is None:
                     address = resolver.lookup(name)
                 if address is None:

@@ -13,6 +13,7 @@ an object is read for every lazily compiled function.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import InvalidObjectError
@@ -169,23 +170,33 @@ class ObjectFile:
             entries.setdefault(self.headers[rela][7], []).extend(self.relocations_of(rela))
         return entries
 
+    def relocation_rows(self, rela: int) -> Iterator[tuple[int, int, int]]:
+        """The raw ``(offset, info, addend)`` rows of RELA section ``rela``
+        (its header checked; each row's symbol and offset are the reader's
+        to check: see relocations_of)."""
+        _n, _t, _f, _a, start, size, _link, _target, _align, _entsize = self.headers[rela]
+        return _RELA.iter_unpack(self.data[start : start + size])
+
     def relocations_of(self, rela: int) -> list[tuple[int, int, int, int]]:
-        """The entries of RELA section ``rela``, each checked against the
-        symbol table and its target section."""
-        _n, _t, _f, _a, start, size, _link, target, _align, _entsize = self.headers[rela]
+        """The entries of RELA section ``rela`` as ``(offset, type, symbol_index,
+        addend)``, each checked against the symbol table and its target section."""
+        target = self.headers[rela][7]
         nsyms, limit = len(self.symbols), self.headers[target][5]
         entries: list[tuple[int, int, int, int]] = []
         append = entries.append
-        for offset, info, addend in _RELA.iter_unpack(self.data[start : start + size]):
+        for offset, info, addend in self.relocation_rows(rela):
             sym = info >> 32
             if sym >= nsyms:
-                raise _bad(f"relocation in {self.section_name(rela)!r} refers to symbol "
-                           f"{sym}, but there are {nsyms}")
+                raise self.bad_relocation_symbol(rela, sym)
             if offset >= limit:
                 raise _bad(f"relocation in {self.section_name(rela)!r} at {offset:#x} is "
                            f"outside {self.section_name(target)!r} ({limit:#x} bytes)")
             append((offset, info & 0xFFFFFFFF, sym, addend))
         return entries
+
+    def bad_relocation_symbol(self, rela: int, sym: int) -> InvalidObjectError:
+        return _bad(f"relocation in {self.section_name(rela)!r} refers to symbol {sym}, "
+                    f"but there are {len(self.symbols)}")
 
     @property
     def sections(self) -> list[Section]:

@@ -31,7 +31,8 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
             kind = edge[1]
             if kind in GOT_REQUESTS:
                 tables = tables or _Tables(graph)
-                edge[2] = tables.got_entry(edge[2])
+                entry = tables.got_entries.get(edge[2])      # (a target's later requests)
+                edge[2] = tables.got_entry(edge[2]) if entry is None else entry
                 edge[1] = GOT_REQUESTS[kind]
             elif kind in PLT_REQUESTS:
                 if needs_stub(edge[2]):

@@ -237,6 +237,7 @@ def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int,
     relocations = graph.arch.RELOCATIONS
     unsupported = graph.arch.UNSUPPORTED
     symbols = graph.symbols
+    nsyms = len(symbols)
     discarded_targets = {s.index for s in symbols
                          if s.bind == elf.STB_LOCAL and s.section in dropped} if dropped else set()
     headers = obj.headers
@@ -246,7 +247,12 @@ def _read_edges(graph: LinkGraph, obj: elf.ObjectFile, section_blocks: dict[int,
             continue          # relocations of dropped or non-allocated sections: not read
         edges = block.edges
         limit = block.size
-        for offset, rtype, sym, addend in obj.relocations_of(rela):
+        # the rows themselves, checked here: no entry tuples on the way to edges
+        for offset, info, addend in obj.relocation_rows(rela):
+            sym = info >> 32
+            if sym >= nsyms:
+                raise obj.bad_relocation_symbol(rela, sym)
+            rtype = info & 0xFFFFFFFF
             mapped = relocations.get(rtype)
             if mapped is None:
                 if rtype == 0:

@@ -20,7 +20,7 @@ module only applies the decision.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -224,7 +224,7 @@ class LinkedSet:
         return definition.address if definition else 0
 
     # -- phases 2-3 ----------------------------------------------------------
-    def allocate(self, bindings: dict[str, Binding], out_of_reach: Callable[[int], bool]) -> None:
+    def allocate(self, bindings: dict[str, Binding], in_reach: Callable[[int], bool]) -> None:
         """Build GOT and PLT, lay out, take memory: every block gets its address.
 
         References to a weak or COMMON definition go through GOT slots (calls
@@ -239,7 +239,7 @@ class LinkedSet:
                     return False
                 binding = bindings.get(sym.name, 0)
                 if isinstance(binding, int):
-                    return out_of_reach(binding)
+                    return not in_reach(binding)
                 return binding.strength != STRONG
             build_got_and_plt(graph, needs_stub)
         self._allocate()
@@ -257,7 +257,7 @@ class LinkedSet:
                         block.segment_offset:block.segment_offset + len(block.content)] = block.content
         has_init_arrays = False
         for graph in self.graphs:
-            addresses = _TargetAddresses(graph, bindings, self.local_definitions)
+            addresses = self._addresses(graph, bindings)
 
             def size_of(index: int, graph: LinkGraph = graph) -> int:
                 """Size of what symbol ``index`` is bound to (SIZE32/64 only ask)."""
@@ -288,7 +288,7 @@ class LinkedSet:
     @staticmethod
     def _rebindable_slots_of(graph: LinkGraph, got_entries: dict[int, int],
                              bindings: dict[str, Binding],
-                             addresses: Mapping[int, int]) -> list[tuple[str, int]]:
+                             addresses: dict[int, int]) -> list[tuple[str, int]]:
         """The GOT slots of ``graph`` (its ``got_entries``) bound to a weak or
         COMMON definition."""
         slots = []
@@ -315,6 +315,36 @@ class LinkedSet:
         for graph in self.graphs:
             for block in graph.blocks:
                 block.address = bases[block.segment] + block.segment_offset
+
+    def _addresses(self, graph: LinkGraph, bindings: dict[str, Binding]) -> dict[int, int]:
+        """Address of what each symbol an edge of ``graph`` targets (and its
+        GOT base) is bound to, by symbol index: only those (objects define
+        and reference more symbols than their edges target)."""
+        addresses: dict[int, int] = {}
+        symbols, symbol_blocks, local = graph.symbols, graph.symbol_blocks, self.local_definitions
+        for block in graph.blocks:
+            for edge in block.edges:
+                index = edge[2]
+                if index in addresses:
+                    continue
+                sym = symbols[index]
+                binding = None if sym.bind == elf.STB_LOCAL else bindings.get(sym.name)
+                if binding is None:
+                    target_block = symbol_blocks[index]
+                    if target_block is not None:
+                        addresses[index] = target_block.address + sym.value
+                    elif sym.name in local:
+                        addresses[index] = local[sym.name].address
+                    else:
+                        addresses[index] = sym.value if sym.is_absolute else 0
+                elif isinstance(binding, int):
+                    addresses[index] = binding
+                else:
+                    addresses[index] = binding.address
+        got = graph.got_symbol
+        if got is not None:      # a symbol of the GOT block (see got_plt.add_to_graph)
+            addresses[got] = symbol_blocks[got].address + symbols[got].value  # type: ignore[union-attr]
+        return addresses
 
     def _collect_init_entries(self) -> None:
         """Read the relocated init/fini arrays in the order they must run."""
@@ -369,37 +399,6 @@ class LinkedSet:
 
     def release_memory(self) -> None:
         self.memory.deallocate()
-
-
-class _TargetAddresses(dict):
-    """Address of what each symbol an edge of ``graph`` targets (or its GOT
-    base) is bound to, by symbol index: worked out when a fix-up first asks,
-    so only for those (objects define and reference more symbols than their
-    edges target) and with no pass of its own over the edges."""
-
-    __slots__ = ("graph", "bindings", "local")
-
-    def __init__(self, graph: LinkGraph, bindings: dict[str, Binding],
-                 local: dict[str, Definition]):
-        self.graph, self.bindings, self.local = graph, bindings, local
-
-    def __missing__(self, index: int) -> int:
-        sym = self.graph.symbols[index]
-        binding = None if sym.bind == elf.STB_LOCAL else self.bindings.get(sym.name)
-        if binding is None:
-            block = self.graph.symbol_blocks[index]
-            if block is not None:
-                address = block.address + sym.value
-            elif sym.name in self.local:
-                address = self.local[sym.name].address
-            else:
-                address = sym.value if sym.is_absolute else 0
-        elif isinstance(binding, int):
-            address = binding
-        else:
-            address = binding.address
-        self[index] = address
-        return address
 
 
 #: every combination, made once: combining IntFlag members costs ~20 us each time

@@ -34,7 +34,8 @@ class Platform:
         self._lock = threading.Lock()
         self._cxa_atexit = _CXA_ATEXIT(self._register)
         self._atexit = _ATEXIT(lambda function: self._register(function, 0, 0))
-        self._symbols = {
+        #: the runtime functions the platform provides, by name (see lookup)
+        self.symbols: dict[str, int] = {
             "__cxa_atexit": ctypes.cast(self._cxa_atexit, ctypes.c_void_p).value,
             "atexit": ctypes.cast(self._atexit, ctypes.c_void_p).value,
             # GDB's JIT interface (ours unless the process has its own)
@@ -44,7 +45,7 @@ class Platform:
 
     def lookup(self, name: str) -> int | None:
         """Addresses of the runtime functions the platform provides."""
-        return self._symbols.get(name)
+        return self.symbols.get(name)
 
     def _register(self, function: int | None, argument: int | None, dso: int | None) -> int:
         with self._lock:
