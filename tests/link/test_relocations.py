@@ -471,6 +471,77 @@ def test_run_rex_gotpcrelx_load(jit, target):
     assert jit.lookup("f", "int()")() == (42 if target == "answer" else -1234)
 
 
+# A GOT load of a symbol in reach that stays bound is relaxed: ``mov`` from the
+# slot becomes ``lea`` of the symbol (as GNU ld, lld and JITLink do).
+
+def instruction_of_f(jit, length: int = 3) -> bytes:
+    return ctypes.string_at(jit.address("f"), length)
+
+
+@pytest.mark.parametrize("rtype", [R_X86_64_REX_GOTPCRELX, R_X86_64_GOTPCRELX],
+                         ids=["R_X86_64_REX_GOTPCRELX", "R_X86_64_GOTPCRELX"])
+def test_gotpcrelx_load_of_a_symbol_in_reach_becomes_lea(jit, rtype):
+    jit.add_object(code_object(MOV_RAX_RIP + RET, [(3, rtype, "answer", -4)]))
+    assert instruction_of_f(jit) == b"\x48\x8d\x05"          # lea rax, [rip + answer]
+    assert jit.lookup("f", "uintptr_t()")() == jit.address("answer")
+
+
+def test_gotpcrelx_load_of_a_far_symbol_keeps_its_slot(jit):
+    external = ctypes.c_int(-1234)
+    jit.define("external_int", ctypes.addressof(external))
+    jit.add_object(code_object(MOV_RAX_RIP + RET, [(3, R_X86_64_REX_GOTPCRELX, "external_int", -4)]))
+    assert instruction_of_f(jit) == MOV_RAX_RIP[:3]
+    assert jit.lookup("f", "uintptr_t()")() == ctypes.addressof(external)
+
+
+def test_gotpcrel_without_x_is_never_relaxed(jit):
+    jit.add_object(code_object(MOV_RAX_RIP + RET, [(3, R_X86_64_GOTPCREL, "answer", -4)]))
+    assert instruction_of_f(jit) == MOV_RAX_RIP[:3]
+    assert jit.lookup("f", "uintptr_t()")() == jit.address("answer")
+
+
+def test_gotpcrelx_load_of_a_weak_definition_keeps_its_rebindable_slot(jit):
+    b = ElfBuilder()
+    text = b.section(".text", MOV_RAX_RIP + RET, flags="ax", align=16)
+    data = b.section(".data", bytes(8), flags="aw", align=8)
+    b.symbol("f", text, 0, size=8, type=STT_FUNC)
+    weak = b.symbol("w", data, 0, size=8, type=STT_OBJECT, bind=STB_WEAK)
+    b.reloc(text, 3, R_X86_64_REX_GOTPCRELX, weak, -4)
+    jit.add_object(b.build())
+    assert instruction_of_f(jit) == MOV_RAX_RIP[:3]
+    first = jit.address("w")
+    assert jit.lookup("f", "uintptr_t()")() == first
+    strong = ElfBuilder()
+    strong.symbol("w", strong.section(".data", bytes(8), flags="aw", align=8), 0, size=8,
+                  type=STT_OBJECT)
+    jit.add_object(strong.build())
+    assert jit.address("w") != first
+    assert jit.lookup("f", "uintptr_t()")() == jit.address("w")    # the slot moved with it
+
+
+def test_gotpcrelx_jump_through_the_slot_is_not_rewritten(jit):
+    code = b"\xff\x25\0\0\0\0" + b"\x8d\x47\x01" + RET       # f: jmp [rip + g@GOTPCREL]
+    b = ElfBuilder()                                          # g: lea eax, [rdi + 1]; ret
+    text = b.section(".text", code, flags="ax", align=16)
+    b.symbol("f", text, 0, size=6, type=STT_FUNC)
+    g = b.symbol("g", text, 6, size=4, type=STT_FUNC)
+    b.reloc(text, 2, R_X86_64_GOTPCRELX, g, -4)
+    jit.add_object(b.build())
+    assert instruction_of_f(jit, 2) == b"\xff\x25"
+    assert jit.lookup("f", "int(int)")(41) == 42
+
+
+@pytest.mark.parametrize("code, offset", [(b"\x8b\x05", 2), (b"\x8b\x05", 1),
+                                          (b"\x8b\x04\x25", 3), (b"\x03\x05", 2)],
+                         ids=["mov", "too-early", "mov-not-rip-relative", "add"])
+def test_relax_got_load_rewrites_only_rip_relative_mov(code, offset):
+    from orcjit.arch import x86_64
+    buffer = bytearray(code + bytes(4))
+    relaxed = x86_64.relax_got_load(buffer, offset)
+    assert relaxed == (code == b"\x8b\x05" and offset == 2)
+    assert bytes(buffer) == (b"\x8d\x05" + bytes(4) if relaxed else code + bytes(4))
+
+
 def test_run_gotpcrelx_indirect_tail_call(jit):
     jit.define("far", ABS)
     code = b"\xff\x25\0\0\0\0"                               # jmp [rip + far@GOTPCREL]

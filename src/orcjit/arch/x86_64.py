@@ -35,8 +35,8 @@ RELOCATIONS: dict[int, tuple[str, K]] = {
     31: ("R_X86_64_PLTOFF64", K.PLT_FROM_GOT64),
     32: ("R_X86_64_SIZE32", K.SIZE32),
     33: ("R_X86_64_SIZE64", K.SIZE64),
-    41: ("R_X86_64_GOTPCRELX", K.GOT_DELTA32),
-    42: ("R_X86_64_REX_GOTPCRELX", K.GOT_DELTA32),
+    41: ("R_X86_64_GOTPCRELX", K.GOT_LOAD_DELTA32),
+    42: ("R_X86_64_REX_GOTPCRELX", K.GOT_LOAD_DELTA32),
 }
 
 #: known but unsupported types, named in the error
@@ -52,6 +52,21 @@ UNSUPPORTED: dict[int, str] = {
 }
 
 R_X86_64_NONE = 0
+
+_MOV_LOAD, _LEA = 0x8B, 0x8D
+
+
+def relax_got_load(code: bytearray, offset: int) -> bool:
+    """Rewrite ``mov sym@GOTPCREL(%rip), %reg`` (REX prefixed or not), whose
+    displacement is at ``offset``, into ``lea sym(%rip), %reg``: the same
+    register gets the same address, computed instead of loaded. False (and
+    nothing written) for any other instruction -- GOTPCRELX also marks
+    ``call``, ``jmp`` and arithmetic that read the slot; they keep it.
+    """
+    if offset < 2 or code[offset - 2] != _MOV_LOAD or code[offset - 1] & 0xC7 != 0x05:
+        return False                 # (ModRM 00 reg 101: RIP-relative disp32)
+    code[offset - 2] = _LEA
+    return True
 
 GOT_ENTRY_SIZE = 8
 

@@ -24,6 +24,10 @@ Request kinds, rewritten before fix-up:
 
 - ``BRANCH32``: a call; DELTA32 to S, or to a PLT stub when S is out of reach.
 - ``GOT_DELTA32`` / ``GOT_DELTA64``: DELTA to the GOT entry holding S.
+- ``GOT_LOAD_DELTA32``: as GOT_DELTA32, from an instruction that loads the
+  entry; where S is in reach and stays bound, the architecture may rewrite
+  the load to compute S itself (x86-64: ``mov`` to ``lea``) and the edge
+  becomes DELTA32 to S -- no GOT entry, one memory access less.
 - ``GOT_ENTRY_FROM_GOT64``: DELTA64_FROM_GOT to the GOT entry holding S.
 - ``PLT_FROM_GOT64``: DELTA64_FROM_GOT to S's PLT stub (or S).
 """
@@ -52,11 +56,13 @@ class EdgeKind(IntEnum):
     GOT_DELTA64 = 22
     GOT_ENTRY_FROM_GOT64 = 23
     PLT_FROM_GOT64 = 24
+    GOT_LOAD_DELTA32 = 25
 
 
 #: kinds that need a GOT entry for their target, and what they become
 GOT_REQUESTS: dict[int, EdgeKind] = {
     EdgeKind.GOT_DELTA32: EdgeKind.DELTA32,
+    EdgeKind.GOT_LOAD_DELTA32: EdgeKind.DELTA32,
     EdgeKind.GOT_DELTA64: EdgeKind.DELTA64,
     EdgeKind.GOT_ENTRY_FROM_GOT64: EdgeKind.DELTA64_FROM_GOT,
 }
@@ -78,5 +84,5 @@ WIDTH = {
     EdgeKind.DELTA32: 4, EdgeKind.DELTA16: 2, EdgeKind.DELTA8: 1,
     EdgeKind.DELTA64_FROM_GOT: 8, EdgeKind.SIZE64: 8, EdgeKind.SIZE32: 4,
     EdgeKind.BRANCH32: 4, EdgeKind.GOT_DELTA32: 4, EdgeKind.GOT_DELTA64: 8,
-    EdgeKind.GOT_ENTRY_FROM_GOT64: 8, EdgeKind.PLT_FROM_GOT64: 8,
+    EdgeKind.GOT_ENTRY_FROM_GOT64: 8, EdgeKind.PLT_FROM_GOT64: 8, EdgeKind.GOT_LOAD_DELTA32: 4,
 }

@@ -19,9 +19,11 @@ from .graph import Block, LinkGraph, Segment
 def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> None:
     """Add GOT and PLT blocks to ``graph`` and retarget its request edges.
 
-    ``needs_stub(symbol_index)`` tells whether a branch to that symbol must
-    go through a PLT stub: the target may be too far for a 32-bit
-    displacement, or may be re-bound later (a weak definition).
+    ``needs_stub(symbol_index)`` tells whether references to that symbol
+    must stay indirect -- a branch through a PLT stub, a load through its
+    GOT entry: the target may be too far for a 32-bit displacement, or may
+    be re-bound later (a weak definition). A load of a symbol that need not
+    is relaxed where the architecture can (``GOT_LOAD_DELTA32``).
     """
     tables: _Tables | None = None          # made for the first entry or stub
     direct_calls: list[tuple[Block, int, int]] = []
@@ -30,6 +32,10 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
         for edge in block.edges:
             kind = edge[1]
             if kind in GOT_REQUESTS:
+                if kind == EdgeKind.GOT_LOAD_DELTA32 and block.segment == Segment.CODE \
+                        and not needs_stub(edge[2]) and _relax_got_load(graph, block, edge[0]):
+                    edge[1] = EdgeKind.DELTA32           # to the target itself: no GOT entry
+                    continue
                 tables = tables or _Tables(graph)
                 entry = tables.got_entries.get(edge[2])      # (a target's later requests)
                 edge[2] = tables.got_entry(edge[2]) if entry is None else entry
@@ -49,6 +55,15 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
         tables = _Tables(graph)
     if tables is not None:
         tables.add_to_graph(needs_got_base)
+
+
+def _relax_got_load(graph: LinkGraph, block: Block, offset: int) -> bool:
+    relax = getattr(graph.arch, "relax_got_load", None)
+    if relax is None or not block.content:
+        return False
+    if not isinstance(block.content, bytearray):
+        block.content = bytearray(block.content)      # (the object's bytes stay as they are)
+    return bool(relax(block.content, offset))
 
 
 class _Tables:

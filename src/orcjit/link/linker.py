@@ -236,10 +236,13 @@ class LinkedSet:
                 sym = graph.symbols[index]
                 if sym.bind == elf.STB_LOCAL or graph.symbol_blocks[index] is not None \
                         and sym.name not in bindings:
-                    return False
+                    # in this graph's memory, or (a local absolute symbol) anywhere
+                    return graph.symbol_blocks[index] is None and not in_reach(sym.value)
                 binding = bindings.get(sym.name, 0)
                 if isinstance(binding, int):
                     return not in_reach(binding)
+                if binding.flags & _ABSOLUTE:
+                    return not in_reach(binding.address)
                 return binding.strength != STRONG
             build_got_and_plt(graph, needs_stub)
         self._allocate()
