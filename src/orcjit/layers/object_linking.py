@@ -533,6 +533,7 @@ class ObjectLinkingLayer(Layer):
         stack = [root]
         seen = {id(root)}
         platform_symbol = self.platform.symbols.get     # (no call of ours per name)
+        defined = self._candidates                      # (nor for a name nothing defines)
         while stack:
             linked = stack.pop()
             closure.append(linked)
@@ -543,7 +544,7 @@ class ObjectLinkingLayer(Layer):
                 names.discard("__dso_handle")
                 table["__dso_handle"] = linked.shared_dso_handle
             for name in names:
-                definition = self._winner(name, linked.dylib)
+                definition = self._winner(name, linked.dylib) if name in defined else None
                 if definition is None and self.definition_generators and any(
                         generate(name) for generate in self.definition_generators):
                     definition = self._winner(name, linked.dylib)

@@ -195,14 +195,27 @@ def build_graph(obj: elf.ObjectFile, arch: ModuleType, name: str = "<object>",
 
 
 def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: set[int]) -> None:
-    graph.symbol_blocks = symbol_blocks = []
-    block_of, add_block = section_blocks.get, symbol_blocks.append
+    symbols = graph.symbols
+    symbol_blocks: list[Block | None] = [None] * len(symbols)
+    graph.symbol_blocks = symbol_blocks
+    block_of = section_blocks.get
     functions = 0
-    for sym in graph.symbols:
+    for sym in symbols:
+        if not sym.shndx:
+            # undefined: most of a real object's symbols, and the fewest questions
+            if sym.type == elf.STT_TLS:
+                raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "
+                                       "is not supported yet")
+            if sym.bind != elf.STB_LOCAL and sym.name:
+                if sym.name == "_GLOBAL_OFFSET_TABLE_":
+                    graph.got_symbol = sym.index
+                else:
+                    graph.references[sym.name] = sym.index
+            continue
         section = sym.section
-        block = block_of(section) if section is not None else None   # type: ignore[arg-type]
-        add_block(block)
+        block = None if section is None else block_of(section)
         if block is not None:
+            symbol_blocks[sym.index] = block
             if sym.value > block.size:
                 raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
                                          f"its section {block.name!r}")
@@ -227,7 +240,7 @@ def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: s
             graph.definitions[sym.name] = sym.index
         elif sym.name == "_GLOBAL_OFFSET_TABLE_":
             graph.got_symbol = sym.index
-        else:                 # undefined, or defined in a dropped COMDAT section
+        else:                 # defined in a dropped COMDAT section
             graph.references[sym.name] = sym.index
     graph.function_count = functions
 
