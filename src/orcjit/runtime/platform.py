@@ -36,8 +36,8 @@ class Platform:
         self._atexit = _ATEXIT(lambda function: self._register(function, 0, 0))
         #: the runtime functions the platform provides, by name (see lookup)
         self.symbols: dict[str, int] = {
-            "__cxa_atexit": ctypes.cast(self._cxa_atexit, ctypes.c_void_p).value,
-            "atexit": ctypes.cast(self._atexit, ctypes.c_void_p).value,
+            "__cxa_atexit": ctypes.cast(self._cxa_atexit, ctypes.c_void_p).value or 0,
+            "atexit": ctypes.cast(self._atexit, ctypes.c_void_p).value or 0,
             # GDB's JIT interface (ours unless the process has its own)
             "__jit_debug_descriptor": self.debugger.descriptor_address,
             "__jit_debug_register_code": self.debugger.register_code_address,
