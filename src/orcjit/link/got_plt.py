@@ -27,26 +27,42 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
     """
     tables: _Tables | None = None          # made for the first entry or stub
     direct_calls: list[tuple[Block, int, int]] = []
+    indirect: dict[int, bool] = {}          # needs_stub's answers (a target is asked often)
     needs_got_base = graph.got_symbol is not None
+    relax = getattr(graph.arch, "relax_got_load", None)
     for block in list(graph.blocks):
+        relaxable = relax is not None and block.segment == Segment.CODE and bool(block.content)
         for edge in block.edges:
             kind = edge[1]
-            if kind in GOT_REQUESTS:
-                if kind == EdgeKind.GOT_LOAD_DELTA32 and block.segment == Segment.CODE \
-                        and not needs_stub(edge[2]) and _relax_got_load(graph, block, edge[0]):
-                    edge[1] = EdgeKind.DELTA32           # to the target itself: no GOT entry
+            if kind in PLT_REQUESTS or (kind == EdgeKind.GOT_LOAD_DELTA32 and relaxable):
+                # the requests that depend on where the target is: asked once per target
+                target = edge[2]
+                stays_indirect = indirect.get(target)
+                if stays_indirect is None:
+                    stays_indirect = indirect[target] = needs_stub(target)
+                if kind in PLT_REQUESTS:
+                    if stays_indirect:
+                        tables = tables or _Tables(graph)
+                        edge[2] = tables.plt_stub(target)
+                    elif kind == EdgeKind.BRANCH32:
+                        direct_calls.append((block, edge[0], target))
+                    edge[1] = PLT_REQUESTS[kind]
+                    if kind in USES_GOT_BASE:
+                        needs_got_base = True
                     continue
+                if not stays_indirect and relax is not None:
+                    code = block.content
+                    if not isinstance(code, bytearray):      # (the object's bytes stay)
+                        code = block.content = bytearray(code or b"")
+                    if relax(code, edge[0]):
+                        edge[1] = EdgeKind.DELTA32       # to the target itself: no GOT entry
+                        continue
+                # (a load that stays: through a GOT entry, as any GOT request)
+            if kind in GOT_REQUESTS:
                 tables = tables or _Tables(graph)
                 entry = tables.got_entries.get(edge[2])      # (a target's later requests)
                 edge[2] = tables.got_entry(edge[2]) if entry is None else entry
                 edge[1] = GOT_REQUESTS[kind]
-            elif kind in PLT_REQUESTS:
-                if needs_stub(edge[2]):
-                    tables = tables or _Tables(graph)
-                    edge[2] = tables.plt_stub(edge[2])
-                elif kind == EdgeKind.BRANCH32:
-                    direct_calls.append((block, edge[0], edge[2]))
-                edge[1] = PLT_REQUESTS[kind]
             if kind in USES_GOT_BASE:
                 needs_got_base = True
     if direct_calls:
@@ -55,15 +71,6 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
         tables = _Tables(graph)
     if tables is not None:
         tables.add_to_graph(needs_got_base)
-
-
-def _relax_got_load(graph: LinkGraph, block: Block, offset: int) -> bool:
-    relax = getattr(graph.arch, "relax_got_load", None)
-    if relax is None or not block.content:
-        return False
-    if not isinstance(block.content, bytearray):
-        block.content = bytearray(block.content)      # (the object's bytes stay as they are)
-    return bool(relax(block.content, offset))
 
 
 class _Tables:

@@ -241,7 +241,7 @@ class LinkedSet:
                 binding = bindings.get(sym.name, 0)
                 if isinstance(binding, int):
                     return not in_reach(binding)
-                if binding.flags & _ABSOLUTE:
+                if binding.flags in _ABSOLUTE_FLAGS:
                     return not in_reach(binding.address)
                 return binding.strength != STRONG
             build_got_and_plt(graph, needs_stub)
@@ -408,6 +408,8 @@ class LinkedSet:
 _FLAGS = [JITSymbolFlags(value) for value in range(2 * max(JITSymbolFlags))]
 _EXPORTED, _WEAK, _CALLABLE, _ABSOLUTE = (flag.value for flag in (
     JITSymbolFlags.EXPORTED, JITSymbolFlags.WEAK, JITSymbolFlags.CALLABLE, JITSymbolFlags.ABSOLUTE))
+#: the combinations with ABSOLUTE (``flags & ABSOLUTE`` on a flag is two calls of enum's Python)
+_ABSOLUTE_FLAGS = frozenset(flags for flags in _FLAGS if flags.value & _ABSOLUTE)
 
 
 def _flags_of(sym: elf.Symbol, strength: int) -> JITSymbolFlags:
