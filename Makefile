@@ -26,6 +26,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/memory_cycles.py
 	$(PY) bench/call_overhead.py
 	$(PY) bench/lazy_overhead.py
+	$(PY) bench/lazy_instructions.py
 	$(PY) bench/bzip2.py
 
 clean:

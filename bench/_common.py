@@ -4,7 +4,8 @@ Both benchmark scripts compare orcjit with llvmlite's own JITs.  Everything
 they have in common lives here so that the engines are driven in exactly the
 same way by both scripts:
 
-* IR generators: a small hand-written module and a large generated one;
+* IR generators: a small hand-written module, a large generated one, and
+  many small functions for the lazy benchmarks;
 * engine adapters: one small class per engine, all with the same interface
   (``add`` IR text -> handle and addresses, ``remove`` a handle), so that a
   benchmark loop never special-cases an engine;
@@ -30,6 +31,47 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+# ---------------------------------------------------------------------------
+# Lazy compilation: many small functions
+# ---------------------------------------------------------------------------
+
+def lazy_module(n: int) -> str:
+    """``n`` small functions ``f<i>(x) = x * i + seven()``, int64_t(int64_t),
+    each a first call to compile (lazy_overhead.py, lazy_instructions.py)."""
+    parts = ["define internal i64 @seven() {\n  ret i64 7\n}"]
+    for i in range(n):
+        parts.append(f"define i64 @f{i}(i64 %x) {{\n  %m = mul i64 %x, {i}\n"
+                     f"  %s = call i64 @seven()\n  %r = add i64 %m, %s\n  ret i64 %r\n}}")
+    return "\n".join(parts)
+
+
+#: globals each function of lazy_module_large reads, and calls it makes
+LARGE_GLOBALS, LARGE_STEPS = 40, 120
+
+
+def lazy_module_large(n: int) -> str:
+    """``n`` functions shaped like real C ones: each reads 40 globals of the
+    module and makes 40 calls (to libc's ``llabs``, out of reach, and to
+    ``seven``), so its object has ~80 relocations, a GOT and a PLT."""
+    parts = [f"@g{j} = global i64 {j}" for j in range(LARGE_GLOBALS)]
+    parts += ["declare i64 @llabs(i64)",
+              "define internal i64 @seven(i64 %x) {\n  %r = add i64 %x, 7\n  ret i64 %r\n}"]
+    for i in range(n):
+        body = [f"define i64 @f{i}(i64 %v0) {{"]
+        for j in range(LARGE_STEPS):
+            if j % 3 == 0:
+                callee = "llabs" if j % 2 else "seven"
+                body.append(f"  %v{j + 1} = call i64 @{callee}(i64 %v{j})")
+            elif j % 3 == 1:
+                body.append(f"  %l{j} = load i64, ptr @g{j % LARGE_GLOBALS}\n"
+                            f"  %v{j + 1} = add i64 %v{j}, %l{j}")
+            else:
+                body.append(f"  %v{j + 1} = xor i64 %v{j}, {i}")
+        body.append(f"  ret i64 %v{LARGE_STEPS}\n}}")
+        parts.append("\n".join(body))
+    return "\n".join(parts)
+
 
 # ---------------------------------------------------------------------------
 # Small module

@@ -36,12 +36,7 @@ from orcjit.runtime.native_worker import wanted as native_worker_wanted
 from orcjit.stack import LayerStack
 
 
-def module(n: int) -> str:
-    parts = ["define internal i64 @seven() {\n  ret i64 7\n}"]
-    for i in range(n):
-        parts.append(f"define i64 @f{i}(i64 %x) {{\n  %m = mul i64 %x, {i}\n"
-                     f"  %s = call i64 @seven()\n  %r = add i64 %m, %s\n  ret i64 %r\n}}")
-    return "\n".join(parts)
+module = C.lazy_module
 
 
 INDIRECTION_NAMES = ("double", "single", "patchpoint")
