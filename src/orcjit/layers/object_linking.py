@@ -74,7 +74,9 @@ from ..executor.base import Executor
 from ..executor.in_process import InProcessExecutor
 from ..link.elf import parse_object
 from ..link.graph import build_graph
-from ..link.linker import STRONG, Binding, Definition, LinkedSet, State, Transition
+from ..link.linker import (
+    FAILED, FINALIZED, PENDING, STRONG, Binding, Definition, LinkedSet, State, Transition,
+)
 from ..link.memory import MemoryPool
 from ..runtime.platform import Platform
 from ..symbols import (
@@ -233,7 +235,7 @@ class ObjectLinkingLayer(Layer):
         return max(candidates, key=lambda c: c.strength)     # the first of equals
 
     def _symbol(self, definition: Definition) -> JITSymbol:
-        if definition.owner.state is State.FINALIZED:
+        if definition.owner.state is FINALIZED:
             return JITSymbol(definition.address, definition.flags)
         return JITSymbol(lambda: self._address_after_link(definition), definition.flags)
 
@@ -466,8 +468,8 @@ class ObjectLinkingLayer(Layer):
         thread to run them (see _run_due) once it has released the lock.
         """
         state = root.state
-        if state is not State.PENDING:
-            if state is State.FAILED:
+        if state is not PENDING:
+            if state is FAILED:
                 raise root.error  # type: ignore[misc]
             if state is State.REMOVED:
                 return False
@@ -477,8 +479,8 @@ class ObjectLinkingLayer(Layer):
         start = time.perf_counter()
         closure, bindings = self._bind_closure(root)
         # resolvers may have linked some of them meanwhile (a lazily emitted set)
-        if len(closure) > 1 or root.state is not State.PENDING:
-            closure = [linked for linked in closure if linked.state is State.PENDING]
+        if len(closure) > 1 or root.state is not PENDING:
+            closure = [linked for linked in closure if linked.state is PENDING]
         linked_so_far: list[LinkedSet] = []
         try:
             for linked in closure:
@@ -494,10 +496,10 @@ class ObjectLinkingLayer(Layer):
             failure = _failure(error, LinkError, "linking this set was interrupted earlier")
             for transition in [t for t in self._due if t.sets is closure]:
                 self._due.remove(transition)    # queued, but nobody is to run its constructors
-                self._end_transition(transition, State.FAILED)
+                self._end_transition(transition, FAILED)
             for linked in linked_so_far:
                 linked.release_memory()
-                linked.state, linked.error = State.FAILED, failure
+                linked.state, linked.error = FAILED, failure
             raise
         finally:
             self.link_seconds += time.perf_counter() - start
@@ -551,11 +553,11 @@ class ObjectLinkingLayer(Layer):
                 if definition is not None:
                     table[name] = definition
                     owner = definition.owner
-                    if owner.state is not State.FINALIZED and id(owner) not in seen:
-                        if owner.state is State.PENDING:
+                    if owner.state is not FINALIZED and id(owner) not in seen:
+                        if owner.state is PENDING:
                             seen.add(id(owner))
                             stack.append(owner)
-                        elif owner.state is State.FAILED:
+                        elif owner.state is FAILED:
                             raise owner.error  # type: ignore[misc]
                         else:           # not before its constructors (destructors) are done
                             self._check_not_busy(owner)
@@ -590,7 +592,7 @@ class ObjectLinkingLayer(Layer):
                     member.state, member.transition = State.INITIALIZING, transition
                 return
         for linked in closure:
-            linked.state = State.FINALIZED
+            linked.state = FINALIZED
 
     @staticmethod
     def _needs(closure: list[LinkedSet],
