@@ -195,6 +195,8 @@ class ObjectFile:
         return entries
 
     def bad_relocation_symbol(self, rela: int, sym: int) -> InvalidObjectError:
+        """The error for an entry of RELA section ``rela`` naming symbol ``sym``,
+        which the symbol table does not have."""
         return _bad(f"relocation in {self.section_name(rela)!r} refers to symbol {sym}, "
                     f"but there are {len(self.symbols)}")
 
@@ -245,14 +247,9 @@ class _StringTable(dict):
         self._text = text = table.decode("latin-1")    # one character per byte: offsets hold
         if text.endswith("\0"):
             offset = 0
-            if self._ascii:                     # (nearly always)
-                for name in text[:-1].split("\0"):
-                    self[offset] = name
-                    offset += len(name) + 1
-            else:
-                for name in text[:-1].split("\0"):
-                    self[offset] = _utf8(name)
-                    offset += len(name) + 1
+            for name in text[:-1].split("\0"):
+                self[offset] = name if self._ascii else _utf8(name)
+                offset += len(name) + 1
 
     def __missing__(self, offset: int) -> str:
         text = self._text

@@ -35,9 +35,9 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
     direct_calls: list[tuple[Block, int, int]] = []
     indirect: dict[int, bool] = {}          # needs_stub's answers (a target is asked often)
     needs_got_base = graph.got_symbol is not None
-    relax = getattr(graph.arch, "relax_got_load", None)
+    relax: Callable[[bytearray, int], bool] = getattr(graph.arch, "relax_got_load", _cannot_relax)
     for block in list(graph.blocks):
-        relaxable = relax is not None and block.segment == _CODE and bool(block.content)
+        relaxable = block.segment == _CODE and bool(block.content)
         for edge in block.edges:
             kind = edge[1]
             if kind in PLT_REQUESTS or (kind == _GOT_LOAD and relaxable):
@@ -56,7 +56,7 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
                     if kind in USES_GOT_BASE:
                         needs_got_base = True
                     continue
-                if not stays_indirect and relax is not None:
+                if not stays_indirect:
                     code = block.content
                     if not isinstance(code, bytearray):      # (the object's bytes stay)
                         code = block.content = bytearray(code or b"")
@@ -77,6 +77,11 @@ def build_got_and_plt(graph: LinkGraph, needs_stub: Callable[[int], bool]) -> No
         tables = _Tables(graph)
     if tables is not None:
         tables.add_to_graph(needs_got_base)
+
+
+def _cannot_relax(code: bytearray, offset: int) -> bool:
+    """An architecture without GOT-load relaxation keeps every load."""
+    return False
 
 
 class _Tables:

@@ -205,46 +205,43 @@ def _read_symbols(graph: LinkGraph, section_blocks: dict[int, Block], dropped: s
     block_of = section_blocks.get
     functions = 0
     for sym in symbols:
-        if not sym.shndx:
-            # undefined: most of a real object's symbols, and the fewest questions
-            if sym.type == elf.STT_TLS:
-                raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "
-                                       "is not supported yet")
-            if sym.bind != elf.STB_LOCAL and sym.name:
-                if sym.name == "_GLOBAL_OFFSET_TABLE_":
-                    graph.got_symbol = sym.index
-                else:
-                    graph.references[sym.name] = sym.index
-            continue
         section = sym.section
-        block = None if section is None else block_of(section)
-        if block is not None:
-            symbol_blocks[sym.index] = block
-            if sym.value > block.size:
-                raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
-                                         f"its section {block.name!r}")
-            if sym.type == elf.STT_FUNC:
-                functions += 1
-        elif sym.type == elf.STT_TLS:
+        if section is not None:
+            block = block_of(section)
+            if block is not None:           # defined in a loaded section
+                symbol_blocks[sym.index] = block
+                if sym.value > block.size:
+                    raise InvalidObjectError(f"{graph.name}: symbol {sym.name!r} lies outside "
+                                             f"its section {block.name!r}")
+                if sym.type == elf.STT_FUNC:
+                    functions += 1
+                if sym.bind != elf.STB_LOCAL and sym.name:
+                    graph.definitions[sym.name] = sym.index
+                continue
+        # no block: undefined (most of a real object's symbols), absolute, COMMON,
+        # or in a section not loaded
+        if sym.type == elf.STT_TLS:
             raise UnsupportedError(f"{graph.name}: thread-local symbol {sym.name!r} "
                                    "is not supported yet")
         if sym.bind == elf.STB_LOCAL or not sym.name:
             continue
-        if block is not None:
-            graph.definitions[sym.name] = sym.index
-        elif section is not None and section not in dropped:
-            raise InvalidObjectError(f"{graph.name}: global symbol {sym.name!r} is defined in "
-                                     f"section {section}, which is not loaded")
-        elif sym.shndx == elf.SHN_COMMON and section is None:
+        if section is not None:
+            if section not in dropped:
+                raise InvalidObjectError(f"{graph.name}: global symbol {sym.name!r} is defined "
+                                         f"in section {section}, which is not loaded")
+        elif sym.shndx == elf.SHN_COMMON:
             if sym.value & (sym.value - 1):
                 raise InvalidObjectError(f"{graph.name}: COMMON symbol {sym.name!r} has "
                                          f"alignment {sym.value}, not a power of two")
             graph.commons[sym.name] = sym.index
-        elif sym.shndx == elf.SHN_ABS and section is None:
+            continue
+        elif sym.shndx == elf.SHN_ABS:
             graph.definitions[sym.name] = sym.index
-        elif sym.name == "_GLOBAL_OFFSET_TABLE_":
+            continue
+        # undefined, or defined in a dropped COMDAT section: a reference
+        if sym.name == "_GLOBAL_OFFSET_TABLE_":
             graph.got_symbol = sym.index
-        else:                 # defined in a dropped COMDAT section
+        else:
             graph.references[sym.name] = sym.index
     graph.function_count = functions
 

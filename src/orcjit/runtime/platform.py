@@ -34,7 +34,8 @@ class Platform:
         self._lock = threading.Lock()
         self._cxa_atexit = _CXA_ATEXIT(self._register)
         self._atexit = _ATEXIT(lambda function: self._register(function, 0, 0))
-        #: the runtime functions the platform provides, by name (see lookup)
+        #: the runtime functions the platform provides, by name (the linker binds to
+        #: them before asking a set's resolver)
         self.symbols: dict[str, int] = {
             "__cxa_atexit": ctypes.cast(self._cxa_atexit, ctypes.c_void_p).value or 0,
             "atexit": ctypes.cast(self._atexit, ctypes.c_void_p).value or 0,
@@ -42,10 +43,6 @@ class Platform:
             "__jit_debug_descriptor": self.debugger.descriptor_address,
             "__jit_debug_register_code": self.debugger.register_code_address,
         }
-
-    def lookup(self, name: str) -> int | None:
-        """Addresses of the runtime functions the platform provides."""
-        return self.symbols.get(name)
 
     def _register(self, function: int | None, argument: int | None, dso: int | None) -> int:
         with self._lock:
