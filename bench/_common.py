@@ -46,6 +46,47 @@ def lazy_module(n: int) -> str:
     return "\n".join(parts)
 
 
+def lazy_stack(module_text: str, wrap_compiler, indirection: str = "double"):
+    """(stack, layer): a CompileOnDemandLayer put straight on a LayerStack's
+    compiler (no IR pipeline), ``module_text`` added. ``wrap_compiler`` wraps
+    the compiler (to record or replay objects); promoted names are the same
+    in every such stack, so recorded objects replay by module name. orcjit
+    is imported here, from wherever the caller put it on the path."""
+    import itertools
+
+    from orcjit.frontends.ir import dispose, parse_ir
+    from orcjit.layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
+    from orcjit.lazy import CompileCallbackManager
+    from orcjit.stack import LayerStack
+
+    stack = LayerStack(opt_level=0, wrap_compiler=wrap_compiler)
+    pool = stack.linker.memory_pool
+    stubs_kind, patch_call_sites = INDIRECTIONS[indirection]
+    lazy = CompileOnDemandLayer(stack.compiler, stubs_kind(pool), CompileCallbackManager(pool),
+                                resolver=stack.linker.resolver, patch_call_sites=patch_call_sites)
+    lazy._set_ids = itertools.count(1)
+    source = parse_ir(module_text)
+    lazy.add_module_set([source])
+    dispose(source)
+    return stack, lazy
+
+
+def recording_compiler(recorded: dict[str, bytes]):
+    """A ``wrap_compiler`` for lazy_stack that keeps each object by module name."""
+    def recording(compiler):
+        def compile_and_record(module) -> bytes:
+            recorded[module.name] = data = compiler(module)
+            return data
+        return compile_and_record
+    return recording
+
+
+def replaying_compiler(recorded: dict[str, bytes]):
+    """A ``wrap_compiler`` for lazy_stack that returns the recorded objects
+    instead of generating code."""
+    return lambda compiler: lambda module: recorded[module.name]
+
+
 #: globals each function of lazy_module_large reads, and calls it makes
 LARGE_GLOBALS, LARGE_STEPS = 40, 120
 

@@ -50,27 +50,11 @@ _LLVM_PARSE = "llvm::parseAssemblyString("
 
 # -- in a child: record, or replay ------------------------------------------------------
 
-def _lazy_stack(src: str, shape: str, compiler_wrapper):
-    """A CompileOnDemandLayer straight on the compile layer of ``src``'s orcjit."""
+def _lazy_stack(src: str, shape: str, wrap_compiler):
+    """The lazy layer of C.lazy_stack, with ``src``'s orcjit and ``shape``'s module."""
     sys.path.insert(0, src)
-    import itertools
-
-    from orcjit.frontends.ir import dispose, parse_ir
-    from orcjit.layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
-    from orcjit.lazy import CompileCallbackManager
-    from orcjit.stack import LayerStack
-
-    stack = LayerStack(opt_level=0, wrap_compiler=compiler_wrapper)
-    pool = stack.linker.memory_pool
-    stubs_kind, patch_call_sites = INDIRECTIONS["double"]
-    lazy = CompileOnDemandLayer(stack.compiler, stubs_kind(pool), CompileCallbackManager(pool),
-                                resolver=stack.linker.resolver, patch_call_sites=patch_call_sites)
-    lazy._set_ids = itertools.count(1)      # the same promoted names in every run
     generate, functions = SHAPES[shape][:2]
-    source = parse_ir(generate(functions))
-    lazy.add_module_set([source])
-    dispose(source)
-    return lazy
+    return C.lazy_stack(generate(functions), wrap_compiler)[1]
 
 
 def _call_first(lazy, shape: str, n: int) -> None:
@@ -84,22 +68,14 @@ def _call_first(lazy, shape: str, n: int) -> None:
 
 def child_record(src: str, shape: str, objects: str) -> None:
     recorded: dict[str, bytes] = {}
-
-    def recording(compiler):
-        def compile_and_record(module) -> bytes:
-            recorded[module.name] = data = compiler(module)
-            return data
-        return compile_and_record
-
-    _call_first(_lazy_stack(src, shape, recording), shape, SHAPES[shape][1])
+    _call_first(_lazy_stack(src, shape, C.recording_compiler(recorded)), shape, SHAPES[shape][1])
     Path(objects).write_bytes(pickle.dumps(recorded))
     os._exit(0)       # (no teardown: nothing of it is measured)
 
 
 def child_replay(src: str, shape: str, objects: str, n: int) -> None:
     recorded = pickle.loads(Path(objects).read_bytes())
-    replaying = lambda compiler: lambda module: recorded[module.name]
-    _call_first(_lazy_stack(src, shape, replaying), shape, n)
+    _call_first(_lazy_stack(src, shape, C.replaying_compiler(recorded)), shape, n)
     sys.stdout.flush()
     os._exit(0)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -29,11 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import _common as C  # noqa: E402
 
 import orcjit  # noqa: E402
-from orcjit.frontends.ir import dispose, parse_ir
-from orcjit.layers.compile_on_demand import INDIRECTIONS, CompileOnDemandLayer
-from orcjit.lazy import CompileCallbackManager
 from orcjit.runtime.native_worker import wanted as native_worker_wanted
-from orcjit.stack import LayerStack
 
 
 module = C.lazy_module
@@ -73,16 +68,8 @@ def measure(n: int, opt_level: int, indirection: str,
 def lazy_stack_run(n: int, indirection: str, wrap_compiler) -> dict[str, float]:
     """Call each function of module(n) once through a CompileOnDemandLayer put
     straight on the compiler (no IR pipeline); our own time per function."""
-    stack = LayerStack(opt_level=0, wrap_compiler=wrap_compiler)
-    pool = stack.linker.memory_pool
-    stubs_kind, patch_call_sites = INDIRECTIONS[indirection]
-    lazy = CompileOnDemandLayer(stack.compiler, stubs_kind(pool), CompileCallbackManager(pool),
-                                resolver=stack.linker.resolver, patch_call_sites=patch_call_sites)
-    lazy._set_ids = itertools.count(1)   # same promoted names in the recording and replaying runs
+    stack, lazy = C.lazy_stack(module(n), wrap_compiler, indirection)
     try:
-        source = parse_ir(module(n))
-        lazy.add_module_set([source])
-        dispose(source)
         call_each_once(n, lazy.get_symbol_address)
         count = lazy.functions_compiled
         llvm = lazy.parse_seconds + stack.compiler.codegen_seconds
@@ -96,15 +83,8 @@ def lazy_stack_run(n: int, indirection: str, wrap_compiler) -> dict[str, float]:
 def measure_replayed(n: int, indirection: str) -> dict[str, float]:
     """Our time per function with code generation replaced by recorded objects."""
     recorded: dict[str, bytes] = {}
-
-    def recording(compiler):
-        def compile_and_record(module) -> bytes:
-            recorded[module.name] = data = compiler(module)
-            return data
-        return compile_and_record
-
-    lazy_stack_run(n, indirection, recording)
-    return lazy_stack_run(n, indirection, lambda compiler: lambda module: recorded[module.name])
+    lazy_stack_run(n, indirection, C.recording_compiler(recorded))
+    return lazy_stack_run(n, indirection, C.replaying_compiler(recorded))
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
